@@ -1,0 +1,88 @@
+"""Evaluate a checkpoint and print the benchmark table.
+
+    python tools/test.py CONFIG CKPT [--out results.json|results.csv] [--show-dir DIR]
+
+Arguments follow MMSegmentation's ``tools/test.py``, except that ``--out`` writes the
+results table (JSON or CSV, by extension); raw predictions go to ``--pred-dir``.
+"""
+import argparse
+import os
+import os.path as osp
+
+import madm  # noqa: F401  isort: skip
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+from madm.evaluation import format_markdown_table, write_results_table
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a madm / mmseg segmentor')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the dir to save logs and metrics')
+    parser.add_argument('--out', help='write the results table here (.json or .csv)')
+    parser.add_argument('--pred-dir', help='save raw predictions here for offline evaluation')
+    parser.add_argument('--show', action='store_true', help='show prediction results')
+    parser.add_argument('--show-dir', help='save painted predictions here')
+    parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, e.g. test_dataloader.dataset.data_root=/data')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--tta', action='store_true', help='test time augmentation')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def trigger_visualization_hook(cfg: Config, args: argparse.Namespace) -> Config:
+    if 'visualization' not in cfg.default_hooks:
+        raise RuntimeError("--show/--show-dir need default_hooks.visualization="
+                           "dict(type='SegVisualizationHook') in the config")
+    hook = cfg.default_hooks['visualization']
+    hook['draw'] = True
+    if args.show:
+        hook['show'] = True
+        hook['wait_time'] = args.wait_time
+    if args.show_dir:
+        cfg.visualizer['save_dir'] = args.show_dir
+    return cfg
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+
+    if args.show or args.show_dir:
+        cfg = trigger_visualization_hook(cfg, args)
+    if args.tta:
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
+    if args.pred_dir is not None:
+        cfg.test_evaluator['output_dir'] = args.pred_dir
+        cfg.test_evaluator['keep_results'] = True
+
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    if runner.rank == 0:
+        class_names = runner.test_dataloader.dataset.metainfo['classes']
+        print(format_markdown_table(metrics, class_names), flush=True)
+        if args.out:
+            write_results_table(metrics, class_names, args.out)
+
+
+if __name__ == '__main__':
+    main()
