@@ -1,7 +1,7 @@
 """`import madm` registers every madm module, also when loaded through custom_imports."""
 import textwrap
 
-from conftest import run_tool
+from _helpers import run_tool
 
 EXPECTED = {
     'MODELS': ['StableDiffusionBackbone', 'BottleneckProjection', 'DAFormerHead', 'MADM',

@@ -1,0 +1,479 @@
+"""DSEC events → MADM event frames, one PNG per semantic label.
+
+Reads the official DSEC layout (data-formats.md §1.3–§1.5)::
+
+    <events_root>/<sequence>/events/left/events.h5       # Blosc/ZSTD (filter 32001)
+    <events_root>/<sequence>/events/left/rectify_map.h5
+    <semantic_root>/<sequence>/<sequence>_semantic_timestamps.txt
+        (or <sequence>/timestamps.txt, <sequence>/semantic/timestamps.txt)
+
+and writes, for every label index ``i >= 1``, the events of ``[ts[i-1], ts[i])``
+(the 50 ms before label ``i``), rectified with ``rectify_map`` (sub-pixel,
+events mapped outside the sensor dropped), rendered by
+:mod:`.event_representations` and cut to the 640x440 label frame (rows
+``[0, 440)``)::
+
+    <out_root>/<sequence>/<i:06d>.png
+
+With ``representation='edge'`` these are MADM's ``69mask_{train,test}_edges``
+images (data-formats.md §1.7). Events are read one window at a time through
+``ms_to_idx``, so memory is bounded by the largest window, never the recording.
+
+Two backends render the same representations: ``numpy`` (default) accumulates
+events per sensor pixel and splats that grid once through a precomputed
+rectification table; ``tonic`` (optional, GPL-3.0, ``pip install madm[tonic]``)
+rounds rectified coordinates to pixels and uses tonic's ``ToImage`` /
+``ToVoxelGrid``. On integer rectify maps the two agree before quantisation.
+"""
+import math
+import os
+import os.path as osp
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import h5py
+import numpy as np
+from mmengine.logging import print_log
+
+from madm.utils.atomic_io import atomic_write_image
+from madm.utils.paths import MissingDataError, require_dir
+from .event_representations import (Representation, edge_image, histogram_image,
+                                    latest_timestamp, make_rectify_splat, polarity_histogram,
+                                    rectify_image, rectify_image_max, voxel_grid, voxel_image)
+
+Backend = Literal['numpy', 'tonic']
+SENSOR_HEIGHT, SENSOR_WIDTH = 480, 640
+LABEL_HEIGHT = 440  # DSEC-Semantic labels drop the bottom 40 sensor rows
+EVENTS_FILE = osp.join('events', 'left', 'events.h5')
+RECTIFY_FILE = osp.join('events', 'left', 'rectify_map.h5')
+_HDF5PLUGIN_FIX = ('DSEC events.h5 is compressed with Blosc/ZSTD (HDF5 filter 32001); '
+                   'install the filter plugin with `pip install hdf5plugin` (madm imports it '
+                   'before reading).')
+_DSEC_HOWTO = ('Download and unzip the DSEC event archives (train_events.zip / test_events.zip '
+               'from https://dsec.ifi.uzh.ch) so that <events_root>/<sequence>/events/left/ '
+               'holds events.h5 and rectify_map.h5.')
+_SEMANTIC_HOWTO = ('Unzip DSEC-Semantic (train/test_semantic_segmentation.zip) and pass its '
+                   'split folder as --semantic-root.')
+
+
+class DSECEventReader:
+    """Time-window reader over one DSEC ``events.h5`` (DSEC ``EventSlicer`` contract).
+
+    Only ``ms_to_idx`` and ``t_offset`` are loaded at open; :meth:`read` decodes
+    one ``[t_start, t_end)`` window. Use as a context manager.
+
+    Args:
+        path (str): Path of ``events.h5``.
+
+    Raises:
+        MissingDataError: If the file does not exist.
+        RuntimeError: If the Blosc filter is unavailable (names the fix).
+    """
+
+    def __init__(self, path: str) -> None:
+        if not osp.isfile(path):
+            raise MissingDataError(f'DSEC events file not found: {path!r}. {_DSEC_HOWTO}')
+        plugin_error = None
+        try:
+            import hdf5plugin  # noqa: F401  registers filter 32001 with HDF5
+        except ImportError as e:
+            plugin_error = e
+        self.path = path
+        self.file = h5py.File(path, 'r')
+        self.events = {k: self.file['events'][k] for k in 'xytp'}
+        self.num_events = len(self.events['t'])
+        try:
+            # decoding fails here, not mid-conversion, when the Blosc filter is missing
+            self.ms_to_idx = np.asarray(self.file['ms_to_idx'], np.int64)
+            for key in 'xytp':
+                self.events[key][:1]
+        except OSError as e:
+            self.close()
+            reason = f' (import hdf5plugin failed: {plugin_error})' if plugin_error else ''
+            raise RuntimeError(f'Cannot read events from {path!r}: {e}{reason}. '
+                               f'{_HDF5PLUGIN_FIX}') from e
+        self.t_offset = (int(np.asarray(self.file['t_offset'][()]).reshape(-1)[0])
+                         if 't_offset' in self.file else 0)
+
+    def read(self, t_start: int, t_end: int) -> dict[str, np.ndarray] | None:
+        """Events with absolute time in ``[t_start, t_end)``.
+
+        Args:
+            t_start (int): Window start, absolute µs (same clock as the
+                semantic timestamps).
+            t_end (int): Window end, absolute µs, exclusive.
+
+        Returns:
+            dict[str, np.ndarray] | None: ``x``, ``y`` (int64), ``t`` (absolute
+            int64 µs) and ``p`` (uint8), each ``(N,)``; None when the window
+            starts before the recording or after its end.
+        """
+        t0, t1 = t_start - self.t_offset, t_end - self.t_offset
+        ms0, ms1 = math.floor(t0 / 1000), math.ceil(t1 / 1000)
+        if t0 < 0 or ms0 >= len(self.ms_to_idx):
+            return None
+        i0 = int(self.ms_to_idx[ms0])
+        i1 = self.num_events if ms1 >= len(self.ms_to_idx) else int(self.ms_to_idx[ms1])
+        # cast before subtracting: relative t is uint32 on disk
+        t = np.asarray(self.events['t'][i0:i1]).astype(np.int64)
+        a, b = np.searchsorted(t, t0, 'left'), np.searchsorted(t, t1, 'left')
+        return dict(x=np.asarray(self.events['x'][i0 + a:i0 + b]).astype(np.int64),
+                    y=np.asarray(self.events['y'][i0 + a:i0 + b]).astype(np.int64),
+                    t=t[a:b] + self.t_offset,
+                    p=np.asarray(self.events['p'][i0 + a:i0 + b]).astype(np.uint8))
+
+    def close(self) -> None:
+        """Close the HDF5 file."""
+        self.file.close()
+
+    def __enter__(self) -> 'DSECEventReader':
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def load_rectify_map(path: str) -> np.ndarray:
+    """Read ``rectify_map.h5``.
+
+    Returns:
+        np.ndarray: ``(480, 640, 2)`` float32 rectified ``(x, y)`` per sensor pixel.
+    """
+    if not osp.isfile(path):
+        raise MissingDataError(f'DSEC rectify map not found: {path!r}. {_DSEC_HOWTO}')
+    with h5py.File(path, 'r') as f:
+        rectify_map = np.asarray(f['rectify_map'], np.float32)
+    if rectify_map.shape != (SENSOR_HEIGHT, SENSOR_WIDTH, 2):
+        raise ValueError(f'{path}: rectify_map has shape {rectify_map.shape}, expected '
+                         f'({SENSOR_HEIGHT}, {SENSOR_WIDTH}, 2)')
+    return rectify_map
+
+
+def find_semantic_timestamps(semantic_root: str, sequence: str) -> str:
+    """Locate a sequence's semantic-label timestamps file (data-formats.md §1.3).
+
+    Args:
+        semantic_root (str): DSEC-Semantic split folder holding ``<sequence>/``.
+        sequence (str): Sequence name, e.g. ``zurich_city_13_a``.
+
+    Returns:
+        str: Path of the first existing candidate.
+    """
+    seq_dir = osp.join(semantic_root, sequence)
+    candidates = [osp.join(seq_dir, f'{sequence}_semantic_timestamps.txt'),
+                  osp.join(seq_dir, 'semantic', 'timestamps.txt'),
+                  osp.join(seq_dir, 'timestamps.txt')]
+    for path in candidates:
+        if osp.isfile(path):
+            return path
+    raise MissingDataError(f'No semantic timestamps file for {sequence!r}; looked for '
+                           f'{", ".join(candidates)}. {_SEMANTIC_HOWTO}')
+
+
+def load_timestamps(path: str) -> np.ndarray:
+    """One int64 µs timestamp per line (``#`` comments allowed).
+
+    Returns:
+        np.ndarray: ``(L,)`` int64.
+    """
+    return np.atleast_1d(np.loadtxt(path, dtype=np.int64, comments='#'))
+
+
+class NumpyEventRenderer:
+    """Render a window with the numpy representations (sub-pixel rectification).
+
+    Events are accumulated on the 480x640 sensor grid at their raw integer
+    pixels, then moved to the rectified, cropped frame by one bilinear splat of
+    that grid (linear, so equal to splatting every event).
+
+    Args:
+        rectify_map (np.ndarray): ``(480, 640, 2)`` rectification map.
+        representation (Representation): 'edge', 'histogram' or 'voxel'.
+        out_height (int): Rows kept after rectification. Defaults to 440.
+    """
+
+    def __init__(self, rectify_map: np.ndarray, representation: Representation,
+                 out_height: int = LABEL_HEIGHT) -> None:
+        self.splat = make_rectify_splat(rectify_map, out_height)
+        self.representation = representation
+        self.sensor_shape = rectify_map.shape[:2]
+
+    def accumulate(self, events: dict[str, np.ndarray], t_start: int,
+                   t_end: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Float grids before quantisation: voxel / histogram (+ latest time).
+
+        Returns:
+            tuple[np.ndarray, np.ndarray | None]: ``(C, 440, 640)`` voxel grid
+            (C = 1 edge, 3 voxel) or polarity histogram (C = 2), and the
+            ``(440, 640)`` latest-timestamp map for 'histogram' (else None).
+        """
+        height, width = self.sensor_shape
+        x, y, t, p = events['x'], events['y'], events['t'], events['p']
+        if self.representation == 'histogram':
+            hist = rectify_image(polarity_histogram(x, y, p, height, width), self.splat)
+            latest = latest_timestamp(x, y, t, height, width, t_start, t_end)
+            return hist, rectify_image_max(latest, self.splat)
+        bins = 1 if self.representation == 'edge' else 3
+        return rectify_image(voxel_grid(x, y, t, p, bins, height, width), self.splat), None
+
+    def __call__(self, events: dict[str, np.ndarray], t_start: int, t_end: int) -> np.ndarray:
+        """Render a window to ``(440, 640)`` (edge) or ``(440, 640, 3)`` uint8."""
+        grid, latest = self.accumulate(events, t_start, t_end)
+        return _quantise(self.representation, grid, latest, len(events['t']))
+
+
+class TonicEventRenderer:
+    """Render a window with tonic's transforms (GPL-3.0 optional backend).
+
+    tonic needs integer pixels, so rectified coordinates are rounded (events
+    mapped outside the sensor, or below row 440, are dropped). Counts come from
+    ``ToImage`` (edge = ON - OFF, histogram) and the 3-bin grid from
+    ``ToVoxelGrid``. tonic normalises time to ``[0, B]`` and drops events at
+    ``B``; two cancelling events at the first timestamp and one at
+    ``t[0] + B/(B-1) * (t[-1] - t[0])`` make its bins equal ESS's
+    ``(B-1) * (t - t[0]) / (t[-1] - t[0])`` used by the numpy backend.
+
+    Args:
+        rectify_map (np.ndarray): ``(480, 640, 2)`` rectification map.
+        representation (Representation): 'edge', 'histogram' or 'voxel'.
+        out_height (int): Rows kept after rectification. Defaults to 440.
+    """
+
+    def __init__(self, rectify_map: np.ndarray, representation: Representation,
+                 out_height: int = LABEL_HEIGHT) -> None:
+        try:
+            import tonic  # GPL-3.0: imported only on this code path
+        except ImportError as e:
+            raise ImportError('The tonic backend needs the optional GPL-3.0 package tonic: '
+                              '`pip install madm[tonic]`, or use --backend numpy.') from e
+        self.tonic = tonic
+        self.rectify_map = rectify_map
+        self.representation = representation
+        self.out_height = out_height
+        self.sensor_size = (rectify_map.shape[1], out_height, 2)
+
+    def _rectified_structured(self, events: dict[str, np.ndarray]) -> np.ndarray:
+        height, width = self.rectify_map.shape[:2]
+        xy = self.rectify_map[events['y'], events['x']].astype(np.float64)
+        inside = ((xy[:, 0] >= 0) & (xy[:, 0] <= width - 1) & (xy[:, 1] >= 0)
+                  & (xy[:, 1] <= height - 1))
+        xi, yi = np.rint(xy[:, 0]).astype(np.int64), np.rint(xy[:, 1]).astype(np.int64)
+        keep = inside & (yi < self.out_height)
+        # tonic pitfall (environment.md §5): polarity must be int8 0/1
+        return self.tonic.io.make_structured_array(
+            xi[keep], yi[keep], events['t'][keep], events['p'][keep].astype(np.int8),
+            dtype=np.dtype([('x', '<i2'), ('y', '<i2'), ('t', '<i8'), ('p', 'i1')]))
+
+    def _voxel(self, structured: np.ndarray, t_first: int, t_last: int, bins: int) -> np.ndarray:
+        span = max(t_last - t_first, 1)
+        # integer time rescaling by (B-1) keeps the end sentinel exact
+        ext = np.zeros(len(structured) + 3, structured.dtype)
+        ext['t'][:2] = 0
+        ext['p'][:2] = (1, 0)
+        ext[2:-1] = structured
+        ext['t'][2:-1] = (structured['t'] - t_first) * (bins - 1)
+        ext['t'][-1] = span * bins
+        grid = self.tonic.transforms.ToVoxelGrid(self.sensor_size, n_time_bins=bins)(ext)
+        return grid[:, 0].astype(np.float32)
+
+    def accumulate(self, events: dict[str, np.ndarray], t_start: int,
+                   t_end: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Same contract as :meth:`NumpyEventRenderer.accumulate`."""
+        width, height = self.sensor_size[:2]
+        structured = self._rectified_structured(events)
+        if len(structured) == 0:
+            channels = {'edge': 1, 'histogram': 2, 'voxel': 3}[self.representation]
+            empty = np.zeros((channels, height, width), np.float32)
+            return empty, (np.zeros((height, width), np.float32)
+                           if self.representation == 'histogram' else None)
+        if self.representation == 'voxel':
+            t = events['t']
+            return self._voxel(structured, int(t[0]), int(t[-1]), 3), None
+        counts = self.tonic.transforms.ToImage(self.sensor_size)(structured).astype(np.float32)
+        if self.representation == 'edge':
+            return (counts[1] - counts[0])[None], None
+        latest = latest_timestamp(structured['x'], structured['y'], structured['t'], height,
+                                  width, t_start, t_end)
+        return counts, latest
+
+    def __call__(self, events: dict[str, np.ndarray], t_start: int, t_end: int) -> np.ndarray:
+        """Render a window to ``(440, 640)`` (edge) or ``(440, 640, 3)`` uint8."""
+        grid, latest = self.accumulate(events, t_start, t_end)
+        return _quantise(self.representation, grid, latest, len(events['t']))
+
+
+def _quantise(representation: Representation, grid: np.ndarray, latest: np.ndarray | None,
+              num_events: int) -> np.ndarray:
+    if representation == 'edge':
+        return edge_image(grid[0], num_events)
+    if representation == 'histogram':
+        return histogram_image(grid, latest)
+    return voxel_image(grid)
+
+
+def build_renderer(rectify_map: np.ndarray, representation: Representation,
+                   backend: Backend = 'numpy') -> NumpyEventRenderer | TonicEventRenderer:
+    """Renderer for ``backend`` ('numpy' or the optional GPL 'tonic')."""
+    if representation not in ('edge', 'histogram', 'voxel'):
+        raise ValueError(f'unknown representation {representation!r}; '
+                         f"choose 'edge', 'histogram' or 'voxel'")
+    if backend == 'numpy':
+        return NumpyEventRenderer(rectify_map, representation)
+    if backend == 'tonic':
+        return TonicEventRenderer(rectify_map, representation)
+    raise ValueError(f"unknown backend {backend!r}; choose 'numpy' or 'tonic'")
+
+
+@dataclass
+class EventConversionSummary:
+    """What a conversion did.
+
+    Attributes:
+        sequences (list[str]): Sequences processed.
+        written (int): PNGs written.
+        skipped (int): PNGs that already existed (resume).
+        empty_windows (int): Windows outside the recording (no events; written
+            as blank frames so every label has an input).
+        events (int): Events rendered.
+        seconds (float): Wall time.
+        peak_window_events (int): Largest number of events held at once.
+    """
+
+    sequences: list[str] = field(default_factory=list)
+    written: int = 0
+    skipped: int = 0
+    empty_windows: int = 0
+    events: int = 0
+    seconds: float = 0.0
+    peak_window_events: int = 0
+
+
+def label_windows(timestamps: np.ndarray) -> list[tuple[int, int, int]]:
+    """``(i, ts[i-1], ts[i])`` for every label index ``i >= 1`` (data-formats.md §1.7)."""
+    return [(i, int(timestamps[i - 1]), int(timestamps[i])) for i in range(1, len(timestamps))]
+
+
+def convert_sequence(events_path: str, rectify_map_path: str, timestamps: np.ndarray,
+                     out_dir: str, representation: Representation = 'edge',
+                     backend: Backend = 'numpy',
+                     progress: Callable[[], None] | None = None,
+                     summary: EventConversionSummary | None = None) -> EventConversionSummary:
+    """Convert one sequence: a PNG per label index ``i >= 1``, skipping existing ones.
+
+    Args:
+        events_path (str): ``events.h5`` of the sequence.
+        rectify_map_path (str): ``rectify_map.h5`` of the sequence.
+        timestamps (np.ndarray): ``(L,)`` absolute µs semantic-label timestamps.
+        out_dir (str): Output folder; files are ``<i:06d>.png``.
+        representation (Representation): 'edge' (MADM), 'histogram' or 'voxel'.
+            Defaults to 'edge'.
+        backend (Backend): 'numpy' or 'tonic'. Defaults to 'numpy'.
+        progress (Callable[[], None] | None): Called once per label window.
+        summary (EventConversionSummary | None): Accumulator to update. Defaults to a
+            new one.
+
+    Returns:
+        EventConversionSummary: ``summary``, updated.
+    """
+    summary = summary if summary is not None else EventConversionSummary()
+    start = time.perf_counter()
+    windows = label_windows(timestamps)
+    todo = [w for w in windows if not osp.isfile(osp.join(out_dir, f'{w[0]:06d}.png'))]
+    summary.skipped += len(windows) - len(todo)
+    if progress is not None:
+        for _ in range(len(windows) - len(todo)):
+            progress()
+    if todo:
+        renderer = build_renderer(load_rectify_map(rectify_map_path), representation, backend)
+        with DSECEventReader(events_path) as reader:
+            for index, t_start, t_end in todo:
+                events = reader.read(t_start, t_end)
+                if events is None:
+                    summary.empty_windows += 1
+                    events = dict(x=np.zeros(0, np.int64), y=np.zeros(0, np.int64),
+                                  t=np.zeros(0, np.int64), p=np.zeros(0, np.uint8))
+                summary.events += len(events['t'])
+                summary.peak_window_events = max(summary.peak_window_events, len(events['t']))
+                atomic_write_image(osp.join(out_dir, f'{index:06d}.png'),
+                                   renderer(events, t_start, t_end))
+                summary.written += 1
+                if progress is not None:
+                    progress()
+    summary.seconds += time.perf_counter() - start
+    return summary
+
+
+def find_sequences(events_root: str, sequences: Sequence[str] | None = None) -> list[str]:
+    """Sequence folders under ``events_root`` that hold ``events/left/events.h5``.
+
+    Args:
+        events_root (str): DSEC split folder (``.../train`` or ``.../test``).
+        sequences (Sequence[str] | None): Keep only these; each must exist.
+
+    Returns:
+        list[str]: Sorted sequence names.
+    """
+    require_dir(events_root, 'DSEC events root', _DSEC_HOWTO)
+    found = sorted(d for d in os.listdir(events_root)
+                   if osp.isfile(osp.join(events_root, d, EVENTS_FILE)))
+    if sequences:
+        missing = [s for s in sequences if s not in found]
+        if missing:
+            raise MissingDataError(
+                'Requested sequences have no ' + EVENTS_FILE + ': ' + ', '.join(
+                    osp.join(events_root, s, EVENTS_FILE) for s in missing) + f'. {_DSEC_HOWTO}')
+        return list(sequences)
+    if not found:
+        raise MissingDataError(f'No <sequence>/{EVENTS_FILE} under {events_root!r}. '
+                               f'{_DSEC_HOWTO}')
+    return found
+
+
+def convert_dsec_events(events_root: str, out_root: str, semantic_root: str | None = None,
+                        sequences: Sequence[str] | None = None,
+                        representation: Representation = 'edge', backend: Backend = 'numpy',
+                        progress_factory: Callable[[int], Callable[[], None]] | None = None
+                        ) -> EventConversionSummary:
+    """Convert every (or the selected) DSEC sequence to ``<out_root>/<seq>/<i:06d>.png``.
+
+    All inputs are checked before any conversion starts, so a missing file fails
+    fast with one error naming it.
+
+    Args:
+        events_root (str): Folder of ``<seq>/events/left/{events,rectify_map}.h5``.
+        out_root (str): Output folder (e.g. ``data/DSEC/69mask_test_edges``).
+        semantic_root (str | None): Folder of ``<seq>/<seq>_semantic_timestamps.txt``.
+            Defaults to ``events_root``.
+        sequences (Sequence[str] | None): Sequence filter. Defaults to all.
+        representation (Representation): 'edge', 'histogram' or 'voxel'.
+            Defaults to 'edge'.
+        backend (Backend): 'numpy' or 'tonic'. Defaults to 'numpy'.
+        progress_factory (Callable[[int], Callable[[], None]] | None): Given the
+            total number of label windows, returns a per-window callback (the
+            CLI passes a progress bar).
+
+    Returns:
+        EventConversionSummary: Counts and timing of the run.
+    """
+    semantic_root = semantic_root or events_root
+    names = find_sequences(events_root, sequences)
+    jobs = []
+    for name in names:
+        seq_dir = osp.join(events_root, name)
+        rectify_path = osp.join(seq_dir, RECTIFY_FILE)
+        if not osp.isfile(rectify_path):
+            raise MissingDataError(f'DSEC rectify map not found: {rectify_path!r}. {_DSEC_HOWTO}')
+        timestamps = load_timestamps(find_semantic_timestamps(semantic_root, name))
+        jobs.append((name, osp.join(seq_dir, EVENTS_FILE), rectify_path, timestamps))
+    total = sum(max(len(ts) - 1, 0) for *_, ts in jobs)
+    progress = progress_factory(total) if progress_factory is not None else None
+    summary = EventConversionSummary(sequences=names)
+    for name, events_path, rectify_path, timestamps in jobs:
+        convert_sequence(events_path, rectify_path, timestamps, osp.join(out_root, name),
+                         representation, backend, progress, summary)
+    print_log(f'DSEC events: {summary.written} frames written, {summary.skipped} skipped '
+              f'(existing), {summary.empty_windows} windows outside the recording, '
+              f'{summary.events} events in {summary.seconds:.1f}s', logger='current')
+    return summary

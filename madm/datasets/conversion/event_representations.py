@@ -1,0 +1,365 @@
+"""Event-to-image representations in pure, vectorised numpy.
+
+Three image forms of the events in one time window (data-formats.md §1.7, §7):
+
+* ``edge``: MADM's signed gray "edge form" (method.md §8.2): a 1-bin voxel grid
+  (net polarity per pixel) normalised as CMDA's ``events_norm`` so that 127 means
+  "no event", brighter pixels net ON and darker pixels net OFF.
+* ``histogram``: per-polarity event counts (Maqueda et al. 2018) plus the
+  normalised latest timestamp (EV-FlowNet), as an RGB image
+  ``(OFF count, ON count, latest time)``.
+* ``voxel``: a 3-bin voxel grid, bilinear in time (E2VID/ESS), mapped
+  symmetrically to 0..255 (127 = no event), one bin per channel.
+
+Rasterisation is split in two so that a converter can work per *sensor* pixel:
+:func:`voxel_grid`, :func:`polarity_histogram` and :func:`latest_timestamp`
+accumulate events on a grid (one ``np.bincount`` per call; integer coordinates
+hit one pixel, float coordinates are splatted bilinearly as in ESS), and
+:func:`rectify_image` moves a raw sensor grid into the rectified frame with a
+precomputed bilinear splat table (:func:`make_rectify_splat`). Because splatting
+is linear, ``rectify_image(voxel_grid(raw events))`` equals the ESS per-event
+trilinear voxel grid of the rectified events, at a fraction of the cost.
+"""
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+Representation = Literal['edge', 'histogram', 'voxel']
+REPRESENTATIONS: tuple[str, ...] = ('edge', 'histogram', 'voxel')
+
+# CMDA's events_norm clips the standardised values at n_events / 500000 * 1.5
+# (data-formats.md §1.7); kept as the reference's constants.
+_EDGE_CLIP_EVENTS = 500_000
+_EDGE_CLIP_SCALE = 1.5
+
+
+def _spatial_corners(x: np.ndarray, y: np.ndarray, height: int, width: int
+                     ) -> list[tuple[np.ndarray | slice, np.ndarray, np.ndarray | None]]:
+    """Flat pixel indices and weights of each event's bilinear footprint.
+
+    Integer coordinates give one corner with weight 1 (returned as None);
+    float coordinates give the four neighbours weighted ``(1-|dx|)(1-|dy|)``.
+    Corners outside the grid are dropped (ESS masks them the same way).
+
+    Returns:
+        list[tuple[np.ndarray | slice, np.ndarray, np.ndarray | None]]: One
+        entry per corner: ``(events, flat_pixel, weight)``, where ``events``
+        selects the ``M`` events whose corner lies inside the grid (a slice
+        when all do) and ``flat_pixel`` and ``weight`` are ``(M,)``.
+    """
+    if np.issubdtype(x.dtype, np.integer) and np.issubdtype(y.dtype, np.integer):
+        pix = y.astype(np.int64) * width + x
+        keep = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+        if keep.all():
+            return [(slice(None), pix, None)]
+        return [(keep, pix[keep], None)]
+    x = x.astype(np.float64)
+    y = y.astype(np.float64)
+    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    corners = []
+    for xl in (x0, x0 + 1):
+        for yl in (y0, y0 + 1):
+            w = (1.0 - np.abs(xl - x)) * (1.0 - np.abs(yl - y))
+            keep = (xl >= 0) & (xl < width) & (yl >= 0) & (yl < height) & (w > 0)
+            corners.append((keep, (yl * width + xl)[keep], w[keep]))
+    return corners
+
+
+def voxel_grid(x: np.ndarray, y: np.ndarray, t: np.ndarray, p: np.ndarray, num_bins: int,
+               height: int, width: int) -> np.ndarray:
+    """ESS/E2VID voxel grid: signed polarity, bilinear in time (and in space).
+
+    Time is normalised as ESS does (data-formats.md §1.7):
+    ``t_norm = (num_bins - 1) * (t - t[0]) / (t[-1] - t[0])``; each event adds
+    ``2p - 1`` to its two neighbouring bins with weights ``1 - |bin - t_norm|``.
+    With ``num_bins=1`` every event weighs 1, i.e. the net polarity per pixel.
+
+    Args:
+        x (np.ndarray): ``(N,)`` columns; integer (one pixel) or float (bilinear).
+        y (np.ndarray): ``(N,)`` rows, same kind as ``x``.
+        t (np.ndarray): ``(N,)`` timestamps (µs), sorted ascending.
+        p (np.ndarray): ``(N,)`` polarity, 1 = ON, 0 = OFF.
+        num_bins (int): Number of time bins ``B``.
+        height (int): Grid height ``H``.
+        width (int): Grid width ``W``.
+
+    Returns:
+        np.ndarray: ``(B, H, W)`` float32.
+    """
+    size = height * width
+    if len(t) == 0:
+        return np.zeros((num_bins, height, width), np.float32)
+    p = np.asarray(p)
+    corners = _spatial_corners(np.asarray(x), np.asarray(y), height, width)
+    if num_bins == 1 and corners[0][2] is None:
+        # integer fast path: ON and OFF counts from one integer bincount
+        ev, pix, _ = corners[0]
+        counts = np.bincount(pix * 2 + p[ev], minlength=2 * size).reshape(size, 2)
+        return (counts[:, 1] - counts[:, 0]).astype(np.float32).reshape(1, height, width)
+    sign = 2.0 * p.astype(np.float32) - 1.0
+    t = np.asarray(t, np.int64)
+    if num_bins > 1:
+        span = max(int(t[-1] - t[0]), 1)
+        t_norm = (t - t[0]).astype(np.float64) * ((num_bins - 1) / span)
+        t_lo = np.floor(t_norm).astype(np.int64)
+        w_hi = t_norm - t_lo
+        time_corners = [(t_lo, sign * (1.0 - w_hi)), (t_lo + 1, sign * w_hi)]
+    else:
+        time_corners = [(None, sign)]
+    indices, weights = [], []
+    for ev, pix, w_xy in corners:
+        for bins, w_t in time_corners:
+            w = w_t[ev] if w_xy is None else w_t[ev] * w_xy
+            if bins is None:
+                indices.append(pix)
+                weights.append(w)
+                continue
+            b = bins[ev]
+            keep = b < num_bins
+            indices.append(b[keep] * size + pix[keep])
+            weights.append(w[keep])
+    grid = np.bincount(np.concatenate(indices), np.concatenate(weights),
+                       minlength=num_bins * size)
+    return grid.reshape(num_bins, height, width).astype(np.float32)
+
+
+def polarity_histogram(x: np.ndarray, y: np.ndarray, p: np.ndarray, height: int,
+                       width: int) -> np.ndarray:
+    """Per-polarity event counts (channel = polarity, as tonic's ``ToImage``).
+
+    Args:
+        x (np.ndarray): ``(N,)`` columns; integer or float (bilinear splat).
+        y (np.ndarray): ``(N,)`` rows.
+        p (np.ndarray): ``(N,)`` polarity in {0, 1}.
+        height (int): Grid height ``H``.
+        width (int): Grid width ``W``.
+
+    Returns:
+        np.ndarray: ``(2, H, W)`` float32; channel 0 = OFF, channel 1 = ON.
+    """
+    size = height * width
+    pol = np.asarray(p, np.int64)
+    corners = _spatial_corners(np.asarray(x), np.asarray(y), height, width)
+    if corners[0][2] is None:  # integer coordinates: plain counts
+        ev, pix, _ = corners[0]
+        hist = np.bincount(pol[ev] * size + pix, minlength=2 * size)
+    else:
+        hist = np.bincount(np.concatenate([pol[ev] * size + pix for ev, pix, _ in corners]),
+                           np.concatenate([w for *_, w in corners]), minlength=2 * size)
+    return hist.reshape(2, height, width).astype(np.float32)
+
+
+def latest_timestamp(x: np.ndarray, y: np.ndarray, t: np.ndarray, height: int, width: int,
+                     t_start: int, t_end: int) -> np.ndarray:
+    """Normalised time of the latest event per pixel (nearest pixel).
+
+    An event at ``t`` in the window ``[t_start, t_end)`` scores
+    ``(t - t_start + 1) / (t_end - t_start)`` in (0, 1], so 0 means "no event".
+
+    Args:
+        x (np.ndarray): ``(N,)`` columns (float ones are rounded).
+        y (np.ndarray): ``(N,)`` rows.
+        t (np.ndarray): ``(N,)`` timestamps (µs) inside ``[t_start, t_end)``.
+        height (int): Grid height ``H``.
+        width (int): Grid width ``W``.
+        t_start (int): Window start (µs, same clock as ``t``).
+        t_end (int): Window end, exclusive.
+
+    Returns:
+        np.ndarray: ``(H, W)`` float32 in [0, 1].
+    """
+    xi = np.rint(np.asarray(x)).astype(np.int64)
+    yi = np.rint(np.asarray(y)).astype(np.int64)
+    keep = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
+    score = (np.asarray(t, np.int64)[keep] - t_start + 1) / max(t_end - t_start, 1)
+    out = np.zeros(height * width, np.float64)
+    np.maximum.at(out, yi[keep] * width + xi[keep], np.clip(score, 0.0, 1.0))
+    return out.reshape(height, width).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class RectifySplat:
+    """Fixed bilinear footprint of every sensor pixel in the rectified frame.
+
+    Attributes:
+        index (np.ndarray): ``(4, H*W)`` int64 flat target pixel per corner,
+            -1 where the corner falls outside the output.
+        weight (np.ndarray): ``(4, H*W)`` float64 bilinear weights (0 where -1).
+        nearest (np.ndarray): ``(H*W,)`` int64 nearest target pixel, -1 if none.
+        out_shape (tuple[int, int]): ``(H_out, W_out)`` of the rectified image.
+    """
+
+    index: np.ndarray
+    weight: np.ndarray
+    nearest: np.ndarray
+    out_shape: tuple[int, int]
+
+
+def make_rectify_splat(rectify_map: np.ndarray, out_height: int | None = None) -> RectifySplat:
+    """Precompute where each sensor pixel lands after rectification.
+
+    ``rectify_map[y, x] = (x_rect, y_rect)`` (data-formats.md §1.5). A sensor
+    pixel whose rectified position lies outside ``[0, W-1] x [0, H-1]`` is
+    dropped whole; the kept ones are splatted bilinearly and the corners in rows
+    ``>= out_height`` are cut (the DSEC-Semantic 640x440 crop, data-formats.md §0).
+
+    Args:
+        rectify_map (np.ndarray): ``(H, W, 2)`` float rectified coordinates.
+        out_height (int | None): Rows kept from the top of the rectified frame.
+            Defaults to ``H`` (no crop).
+
+    Returns:
+        RectifySplat: The splat table for :func:`rectify_image`.
+    """
+    height, width = rectify_map.shape[:2]
+    out_height = height if out_height is None else out_height
+    xr = rectify_map[..., 0].reshape(-1).astype(np.float64)
+    yr = rectify_map[..., 1].reshape(-1).astype(np.float64)
+    inside = (xr >= 0) & (xr <= width - 1) & (yr >= 0) & (yr <= height - 1)
+    x0, y0 = np.floor(xr).astype(np.int64), np.floor(yr).astype(np.int64)
+    index, weight = [], []
+    for xl in (x0, x0 + 1):
+        for yl in (y0, y0 + 1):
+            w = (1.0 - np.abs(xl - xr)) * (1.0 - np.abs(yl - yr))
+            ok = inside & (xl < width) & (yl < out_height) & (w > 0)
+            index.append(np.where(ok, yl * width + xl, -1))
+            weight.append(np.where(ok, w, 0.0))
+    xn, yn = np.rint(xr).astype(np.int64), np.rint(yr).astype(np.int64)
+    nearest = np.where(inside & (yn < out_height), yn * width + xn, -1)
+    return RectifySplat(np.stack(index), np.stack(weight), nearest, (out_height, width))
+
+
+def identity_rectify_map(height: int, width: int,
+                         shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """A rectify map that shifts every pixel by ``shift = (dx, dy)``.
+
+    Returns:
+        np.ndarray: ``(H, W, 2)`` float32 ``(x + dx, y + dy)``.
+    """
+    xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    return np.stack([xs + shift[0], ys + shift[1]], axis=-1)
+
+
+def rectify_image(raw: np.ndarray, splat: RectifySplat) -> np.ndarray:
+    """Move per-sensor-pixel accumulations into the rectified (cropped) frame.
+
+    Args:
+        raw (np.ndarray): ``(C, H, W)`` values accumulated at sensor pixels
+            (e.g. a voxel grid of raw integer events).
+        splat (RectifySplat): Table from :func:`make_rectify_splat`.
+
+    Returns:
+        np.ndarray: ``(C, H_out, W_out)`` float32, bilinearly splatted.
+    """
+    channels = raw.shape[0]
+    flat = raw.reshape(channels, -1)
+    out_size = splat.out_shape[0] * splat.out_shape[1]
+    # only sensor pixels that saw events cost anything: events cluster on edges
+    src = np.flatnonzero(np.any(flat != 0, axis=0))
+    idx = splat.index[:, src]                                   # (4, S)
+    ok = idx >= 0
+    target = idx[ok]
+    weight = splat.weight[:, src][ok]
+    corner_src = np.broadcast_to(np.arange(src.size), idx.shape)[ok]
+    out = np.empty((channels, out_size), np.float64)
+    for c in range(channels):
+        out[c] = np.bincount(target, weight * flat[c, src][corner_src], minlength=out_size)
+    return out.reshape(channels, *splat.out_shape).astype(np.float32)
+
+
+def rectify_image_max(raw: np.ndarray, splat: RectifySplat) -> np.ndarray:
+    """Move a per-sensor-pixel map to its nearest rectified pixel, keeping the max.
+
+    Used for the latest-timestamp channel, which is not additive.
+
+    Args:
+        raw (np.ndarray): ``(H, W)`` non-negative values at sensor pixels.
+        splat (RectifySplat): Table from :func:`make_rectify_splat`.
+
+    Returns:
+        np.ndarray: ``(H_out, W_out)`` float32.
+    """
+    flat = raw.reshape(-1)
+    src = np.flatnonzero((flat > 0) & (splat.nearest >= 0))
+    out = np.zeros(splat.out_shape[0] * splat.out_shape[1], np.float64)
+    np.maximum.at(out, splat.nearest[src], flat[src])
+    return out.reshape(splat.out_shape).astype(np.float32)
+
+
+def edge_image(net_polarity: np.ndarray, num_events: int) -> np.ndarray:
+    """MADM's signed gray "edge form" from a 1-bin voxel grid.
+
+    CMDA's ``events_norm(enforce_no_events_zero=True)`` (data-formats.md §1.7):
+    standardise the non-zero cells with their own mean and std, clip positives
+    to ``[0, c]`` and negatives to ``[-c, 0]`` with ``c = num_events / 500000 * 1.5``,
+    min-max each side to [0, 1] and [-1, 0], add, and map ``v`` to
+    ``uint8((v + 1) / 2 * 255)``. A pixel without events is therefore 127.
+    The min-max is anchored at 0 (``pos / max``, ``neg / |min|``): identical to
+    the reference whenever the window has event-free pixels and both signs, and
+    it keeps an empty or one-signed window gray (the plain min-max maps an
+    all-zero negative side to -1, i.e. a black frame).
+
+    Args:
+        net_polarity (np.ndarray): ``(H, W)`` 1-bin voxel grid.
+        num_events (int): Events in the window (sets the clip).
+
+    Returns:
+        np.ndarray: ``(H, W)`` uint8 gray image.
+    """
+    e = net_polarity.astype(np.float64)
+    nonzero = e != 0
+    if nonzero.any():
+        mean = e[nonzero].mean()
+        std = e[nonzero].std()
+        e = np.where(nonzero, (e - mean) / (std + 1e-8), 0.0)
+    clip = num_events / _EDGE_CLIP_EVENTS * _EDGE_CLIP_SCALE
+    pos = np.clip(e, 0.0, clip)
+    neg = np.clip(e, -clip, 0.0)
+    # Min-max of each side as the reference, anchored at 0 so that a window
+    # without events (or without one polarity) stays 127 instead of turning black.
+    pos = pos / pos.max() if pos.max() > 0 else pos
+    neg = neg / -neg.min() if neg.min() < 0 else neg
+    return np.clip((pos + neg + 1.0) / 2.0 * 255.0, 0, 255).astype(np.uint8)
+
+
+def _robust_scale(values: np.ndarray, percentile: float = 99.0) -> float:
+    """``percentile`` of the non-zero magnitudes, at least the smallest one (>0)."""
+    mag = np.abs(values[values != 0])
+    if mag.size == 0:
+        return 1.0
+    return float(max(np.percentile(mag, percentile), mag.min()))
+
+
+def histogram_image(histogram: np.ndarray, latest: np.ndarray) -> np.ndarray:
+    """Quantise counts and latest timestamps to an RGB image.
+
+    Counts are divided by the 99th percentile of the non-zero counts (both
+    polarities together) and clipped, so a few hot pixels do not darken the rest.
+
+    Args:
+        histogram (np.ndarray): ``(2, H, W)`` OFF/ON counts.
+        latest (np.ndarray): ``(H, W)`` latest timestamp in [0, 1].
+
+    Returns:
+        np.ndarray: ``(H, W, 3)`` uint8, channels (OFF, ON, latest time).
+    """
+    counts = np.clip(histogram / _robust_scale(histogram), 0.0, 1.0)
+    stacked = np.concatenate([counts, np.clip(latest, 0.0, 1.0)[None]], axis=0)
+    return np.rint(stacked * 255.0).astype(np.uint8).transpose(1, 2, 0)
+
+
+def voxel_image(voxel: np.ndarray) -> np.ndarray:
+    """Map a signed 3-bin voxel grid to RGB with 127 meaning "no event".
+
+    Values are divided by the 99th percentile of the non-zero magnitudes,
+    clipped to [-1, 1] and mapped as ``uint8((v + 1) / 2 * 255)``.
+
+    Args:
+        voxel (np.ndarray): ``(3, H, W)`` voxel grid.
+
+    Returns:
+        np.ndarray: ``(H, W, 3)`` uint8, one time bin per channel (oldest first).
+    """
+    v = np.clip(voxel / _robust_scale(voxel), -1.0, 1.0)
+    return ((v + 1.0) / 2.0 * 255.0).astype(np.uint8).transpose(1, 2, 0)

@@ -1,0 +1,57 @@
+"""Data preprocessor for paired source/target UDA batches (method.md §1 step 2)."""
+from typing import Any
+
+from mmseg.models.data_preprocessor import SegDataPreProcessor
+from mmseg.registry import MODELS
+
+_BRANCHES = ('source', 'target')
+
+
+@MODELS.register_module()
+class UDASegDataPreProcessor(SegDataPreProcessor):
+    """:class:`SegDataPreProcessor` that also handles ``source``/``target`` batches.
+
+    A training batch from :class:`~madm.datasets.UDADataset` (after
+    ``pseudo_collate``) is ``dict(source=dict(inputs=[...], data_samples=[...]),
+    target=dict(...))``. Each branch goes through the parent's processing
+    separately (cast, BGR→RGB, normalise, pad and stack; the unlabelled
+    target samples simply carry no ``gt_sem_seg``), and the result is::
+
+        dict(inputs=dict(source=Tensor (N, 3, H, W), target=Tensor (N, 3, H, W)),
+             data_samples=dict(source=[SegDataSample], target=[SegDataSample]))
+
+    Any other batch (validation, test, plain training) is processed exactly
+    as by :class:`SegDataPreProcessor`.
+
+    MADM feeds images in [0, 1] RGB: configure ``mean=[0, 0, 0],
+    std=[255, 255, 255], bgr_to_rgb=True`` (reference ``pixel_mean=0,
+    pixel_std=255``, method.md §1 step 2). Training batches need ``size`` or
+    ``size_divisor`` (mmseg's ``stack_batch`` requires one).
+
+    Args:
+        **kwargs: Forwarded to :class:`SegDataPreProcessor` (``mean``, ``std``,
+            ``size``, ``size_divisor``, ``pad_val``, ``seg_pad_val``,
+            ``bgr_to_rgb``, ``rgb_to_bgr``, ``batch_augments``, ``test_cfg``).
+    """
+
+    def forward(self, data: dict, training: bool = False) -> dict[str, Any]:
+        """Preprocess a UDA batch branch by branch, or any other batch as the parent does.
+
+        Args:
+            data (dict): A collated batch.
+            training (bool): Whether this is a training step.
+
+        Returns:
+            dict: ``inputs`` and ``data_samples``; for a UDA batch each is a
+            dict keyed by ``'source'`` and ``'target'``.
+        """
+        if not all(branch in data for branch in _BRANCHES):
+            return super().forward(data, training)
+        if training and self.size is None and self.size_divisor is None:
+            raise ValueError('UDASegDataPreProcessor needs `size` (e.g. (512, 512)) or `size_divisor` '
+                             'to stack training batches; set one in model.data_preprocessor.')
+        inputs, data_samples = {}, {}
+        for branch in _BRANCHES:
+            out = super().forward(data[branch], training)
+            inputs[branch], data_samples[branch] = out['inputs'], out['data_samples']
+        return dict(inputs=inputs, data_samples=data_samples)

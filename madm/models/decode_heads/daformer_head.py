@@ -1,0 +1,143 @@
+"""DAFormer decode head as MADM configures it: MLP embeddings + separable ASPP fusion."""
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+from mmcv.cnn import ConvModule, DepthwiseSeparableConvModule
+from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+from mmseg.models.utils import resize
+from mmseg.registry import MODELS
+from mmseg.utils import ConfigType, OptConfigType
+from torch import Tensor
+
+
+@MODELS.register_module()
+class DAFormerHead(BaseDecodeHead):
+    """DAFormer head with MLP embeddings and depthwise-separable ASPP fusion (method.md §3).
+
+    .. code:: text
+
+        input i (N, C_i, H_i, W_i) -> Linear(C_i -> embed_dims) per pixel
+          -> bilinear resize to the fusion size -> concat (N, L * embed_dims, Hf, Wf)
+          -> ASPP: [1x1 ConvModule, sep. 3x3 ConvModule at dilation 6, 12, 18] -> concat
+          -> 3x3 ConvModule -> (N, channels, Hf, Wf) -> Dropout2d -> conv_seg (N, C, Hf, Wf)
+
+    The fusion size is the size of the first selected input (reference; with MADM's ``s0`` that
+    is the full image at L * embed_dims = 1024 channels, the memory-dominant part of the model,
+    method.md §11.14), or, with ``fusion_stride=s``, ``ceil(H_0 * in_strides[0] / s)`` ×
+    ``ceil(W_0 * in_strides[0] / s)``, i.e. 1/s of the input image. Inputs larger than the
+    fusion size are resized before their embedding, smaller ones after it; both orders give
+    the same result because the embedding is per-pixel affine and bilinear weights sum to 1,
+    and the chosen one is cheaper.
+
+    Initialisation: the reference never applies mmseg's Normal(std=0.01) init of ``conv_seg``
+    (method.md §11.13), so ``init_cfg`` defaults to None: ``conv_seg`` and the embedding
+    linears keep PyTorch's default init; ConvModules initialise themselves (kaiming, norm
+    weight 1, bias 0). Pass ``init_cfg=dict(type='Normal', std=0.01,
+    override=dict(name='conv_seg'))`` for mmseg's usual head init.
+
+    Args:
+        in_channels (Sequence[int]): Channels of the selected inputs, e.g.
+            [128, 512, 512, 512] for MADM.
+        channels (int): Width after fusion (and of each ASPP branch). Defaults to 256.
+        in_index (Sequence[int] | None): Which backbone/neck outputs to use, one per
+            ``in_channels`` entry. Defaults to None, i.e. all of them in order.
+        embed_dims (int): Width of each input's MLP embedding. Defaults to 256.
+        dilations (Sequence[int]): ASPP dilations; 1 gives a 1×1 ConvModule, any other value a
+            3×3 depthwise-separable ConvModule. Defaults to (1, 6, 12, 18).
+        fusion_stride (int | None): Fuse at 1/fusion_stride of the input image instead of at
+            the first input's size. Reference: None (method.md §3, §11.14). Defaults to None.
+        in_strides (Sequence[int] | None): Stride of each selected input w.r.t. the image,
+            e.g. the SD backbone's ``out_strides`` (1, 8, 16, 32); needed with
+            ``fusion_stride``. Defaults to None.
+        norm_cfg (dict): Norm of the fusion ConvModules. Defaults to
+            ``dict(type='BN', requires_grad=True)`` (plain BN, method.md §3).
+        init_cfg (dict | None): See "Initialisation". Defaults to None.
+        **kwargs: Other :class:`BaseDecodeHead` arguments (``num_classes``,
+            ``dropout_ratio``, ``align_corners``, ``loss_decode``, ...). ``input_transform``
+            is always ``'multiple_select'``.
+    """
+
+    def __init__(self,
+                 in_channels: Sequence[int],
+                 channels: int = 256,
+                 *,
+                 in_index: Sequence[int] | None = None,
+                 embed_dims: int = 256,
+                 dilations: Sequence[int] = (1, 6, 12, 18),
+                 fusion_stride: int | None = None,
+                 in_strides: Sequence[int] | None = None,
+                 norm_cfg: ConfigType = dict(type='BN', requires_grad=True),
+                 init_cfg: OptConfigType = None,
+                 **kwargs) -> None:
+        in_index = list(range(len(in_channels))) if in_index is None else list(in_index)
+        super().__init__(list(in_channels), channels, in_index=in_index,
+                         input_transform='multiple_select', norm_cfg=norm_cfg,
+                         init_cfg=init_cfg, **kwargs)
+        if fusion_stride is not None:
+            if fusion_stride < 1:
+                raise ValueError(f'fusion_stride must be a positive int, got {fusion_stride}.')
+            if in_strides is None or len(in_strides) != len(self.in_channels):
+                raise ValueError('fusion_stride needs in_strides, one stride per selected input '
+                                 f'({len(self.in_channels)}), e.g. the backbone\'s out_strides; '
+                                 f'got {in_strides}.')
+        self.fusion_stride = fusion_stride
+        self.in_strides = None if in_strides is None else tuple(in_strides)
+        self.embed_dims = embed_dims
+        self.embed_layers = nn.ModuleList(nn.Linear(c, embed_dims) for c in self.in_channels)
+
+        fused_in = embed_dims * len(self.in_channels)
+        conv_kw = dict(conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg, act_cfg=self.act_cfg)
+        self.aspp = nn.ModuleList(
+            ConvModule(fused_in, channels, 1, **conv_kw) if d == 1 else
+            DepthwiseSeparableConvModule(fused_in, channels, 3, dilation=d, padding=d, **conv_kw)
+            for d in dilations)
+        self.fuse_bottleneck = ConvModule(channels * len(dilations), channels, 3, padding=1,
+                                          **conv_kw)
+
+    def fusion_size(self, inputs: Sequence[Tensor]) -> tuple[int, int]:
+        """Spatial size at which the embeddings are fused.
+
+        Args:
+            inputs (Sequence[Tensor]): The selected inputs, first one (N, C_0, H_0, W_0).
+
+        Returns:
+            tuple[int, int]: ``(H_0, W_0)`` without ``fusion_stride``, else
+            ``(ceil(H_0 * in_strides[0] / fusion_stride), ceil(W_0 * in_strides[0] /
+            fusion_stride))``.
+        """
+        h, w = inputs[0].shape[-2:]
+        if self.fusion_stride is None:
+            return int(h), int(w)
+        s0 = self.in_strides[0]
+        return -(-h * s0 // self.fusion_stride), -(-w * s0 // self.fusion_stride)
+
+    def _embed(self, layer: nn.Linear, x: Tensor) -> Tensor:
+        n, _, h, w = x.shape
+        out = layer(x.flatten(2).transpose(1, 2))  # (N, H*W, E): the reference's "mlp" embed
+        return out.transpose(1, 2).reshape(n, -1, h, w)
+
+    def forward(self, inputs: Sequence[Tensor]) -> Tensor:
+        """Fuse the selected inputs and classify.
+
+        Args:
+            inputs (Sequence[Tensor]): Backbone/neck features; ``in_index`` selects them.
+
+        Returns:
+            Tensor: Logits (N, num_classes, Hf, Wf) at the fusion size.
+        """
+        inputs = self._transform_inputs(inputs)
+        size = self.fusion_size(inputs)
+        embeds = []
+        for layer, x in zip(self.embed_layers, inputs):
+            if x.shape[-2] * x.shape[-1] > size[0] * size[1]:
+                x = self._embed(layer, resize(x, size=size, mode='bilinear',
+                                              align_corners=self.align_corners))
+            else:
+                x = self._embed(layer, x)
+                if x.shape[-2:] != size:
+                    x = resize(x, size=size, mode='bilinear', align_corners=self.align_corners)
+            embeds.append(x)
+        x = torch.cat(embeds, dim=1)
+        x = self.fuse_bottleneck(torch.cat([branch(x) for branch in self.aspp], dim=1))
+        return self.cls_seg(x)

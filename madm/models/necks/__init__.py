@@ -1,0 +1,3 @@
+from .bottleneck_projection import BottleneckProjection
+
+__all__ = ['BottleneckProjection']

@@ -1,0 +1,164 @@
+"""DSEC reader, converter (both backends), CLI and benchmark on real-format files."""
+import importlib.util
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from madm.datasets.conversion.dsec_events import (
+    DSECEventReader, NumpyEventRenderer, TonicEventRenderer, convert_dsec_events,
+    find_semantic_timestamps, label_windows)
+from madm.datasets.conversion.event_representations import identity_rectify_map
+from madm.datasets.conversion.event_simulator import write_events_h5, write_rectify_map
+from madm.utils.paths import MissingDataError
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+T_OFFSET = 49_599_300_000
+SEQ = 'zurich_city_13_a'
+
+
+def _load_script(rel_path):
+    spec = importlib.util.spec_from_file_location(osp.basename(rel_path)[:-3],
+                                                  osp.join(ROOT, rel_path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _recording(root, t_offset_shape='scalar', shift=(0.0, 0.0), n=20_000, labels=4):
+    rng = np.random.default_rng(0)
+    timestamps = T_OFFSET + 60_000 + 50_000 * np.arange(labels, dtype=np.int64)
+    t = np.sort(rng.integers(T_OFFSET, timestamps[-1] + 30_000, n))
+    t[:3] = timestamps[1]  # events exactly on a window boundary
+    t.sort()
+    x, y, p = rng.integers(0, 640, n), rng.integers(0, 480, n), rng.integers(0, 2, n)
+    ev_dir = osp.join(root, SEQ, 'events', 'left')
+    write_events_h5(osp.join(ev_dir, 'events.h5'), x, y, t, p, T_OFFSET, t_offset_shape)
+    write_rectify_map(osp.join(ev_dir, 'rectify_map.h5'), identity_rectify_map(480, 640, shift))
+    np.savetxt(osp.join(root, SEQ, f'{SEQ}_semantic_timestamps.txt'), timestamps, fmt='%d')
+    return dict(x=x, y=y, t=t, p=p, timestamps=timestamps,
+                events=osp.join(ev_dir, 'events.h5'))
+
+
+@pytest.mark.parametrize('t_offset_shape', ['scalar', 'array'])
+def test_reader_matches_brute_force_half_open_windows(tmp_path, t_offset_shape):
+    rec = _recording(str(tmp_path), t_offset_shape)
+    t = rec['t']
+    with DSECEventReader(rec['events']) as reader:
+        assert reader.t_offset == T_OFFSET
+        for t0, t1 in [(rec['timestamps'][0], rec['timestamps'][1]),
+                       (rec['timestamps'][1], rec['timestamps'][2]),
+                       (T_OFFSET + 1234, T_OFFSET + 1235), (T_OFFSET + 777, T_OFFSET + 90_001)]:
+            mask = (t >= t0) & (t < t1)
+            out = reader.read(int(t0), int(t1))
+            np.testing.assert_array_equal(out['t'], t[mask])
+            np.testing.assert_array_equal(out['x'], rec['x'][mask])
+            np.testing.assert_array_equal(out['p'], rec['p'][mask])
+        assert reader.read(int(t[-1]) + 10_000, int(t[-1]) + 60_000) is None  # past the end
+        assert reader.read(T_OFFSET - 10, T_OFFSET + 10) is None  # before the start
+        last = reader.read(int(t[-1]) - 5, int(t[-1]) + 10**6)  # window end past the table
+        assert last['t'][-1] == t[-1]
+
+
+def test_convert_writes_one_frame_per_label_from_one_and_resumes(tmp_path):
+    _recording(str(tmp_path / 'events'))
+    out = tmp_path / 'edges'
+    summary = convert_dsec_events(str(tmp_path / 'events'), str(out))
+    files = sorted(os.listdir(out / SEQ))
+    assert files == ['000001.png', '000002.png', '000003.png'] and summary.written == 3
+    image = cv2.imread(str(out / SEQ / '000001.png'), cv2.IMREAD_UNCHANGED)
+    assert image.shape == (440, 640) and image.dtype == np.uint8 and np.median(image) == 127
+    os.remove(out / SEQ / '000002.png')
+    again = convert_dsec_events(str(tmp_path / 'events'), str(out))
+    assert (again.written, again.skipped) == (1, 2)
+    assert label_windows(np.array([10, 20, 30])) == [(1, 10, 20), (2, 20, 30)]
+
+
+@pytest.mark.parametrize('representation', ['edge', 'histogram', 'voxel'])
+def test_numpy_and_tonic_backends_agree_before_quantisation(tmp_path, representation):
+    pytest.importorskip('tonic')
+    rec = _recording(str(tmp_path))
+    rect = identity_rectify_map(480, 640)
+    t0, t1 = int(rec['timestamps'][1]), int(rec['timestamps'][2])
+    with DSECEventReader(rec['events']) as reader:
+        events = reader.read(t0, t1)
+    grid_np, latest_np = NumpyEventRenderer(rect, representation).accumulate(events, t0, t1)
+    grid_tonic, latest_tonic = TonicEventRenderer(rect, representation).accumulate(events, t0, t1)
+    assert grid_np.shape == grid_tonic.shape == ({'edge': 1, 'histogram': 2, 'voxel': 3}
+                                                 [representation], 440, 640)
+    np.testing.assert_allclose(grid_np, grid_tonic, atol=1e-5)
+    assert np.abs(grid_np).sum() > 0
+    if representation == 'histogram':
+        np.testing.assert_allclose(latest_np, latest_tonic)
+
+
+def test_sub_pixel_rectification_shifts_events(tmp_path):
+    rec = _recording(str(tmp_path), n=2000)
+    t0, t1 = int(rec['timestamps'][0]), int(rec['timestamps'][3])
+    with DSECEventReader(rec['events']) as reader:
+        events = reader.read(t0, t1)
+    base = NumpyEventRenderer(identity_rectify_map(480, 640), 'histogram').accumulate(
+        events, t0, t1)[0]
+    half = NumpyEventRenderer(identity_rectify_map(480, 640, (0.5, 0.0)), 'histogram').accumulate(
+        events, t0, t1)[0]
+    # each event splits half/half between its column and the next; column 639 falls outside
+    expected = 0.5 * base
+    expected[..., 1:] += 0.5 * base[..., :-1]
+    expected[..., 639] -= 0.5 * base[..., 639]
+    np.testing.assert_allclose(half, expected, atol=1e-5)
+
+
+def test_bad_inputs_raise_one_clear_error(tmp_path):
+    with pytest.raises(MissingDataError, match='events.h5'):
+        DSECEventReader(str(tmp_path / 'nope' / 'events.h5'))
+    (tmp_path / 'ev' / SEQ).mkdir(parents=True)
+    with pytest.raises(MissingDataError, match='events/left/events.h5'):
+        convert_dsec_events(str(tmp_path / 'ev'), str(tmp_path / 'out'))
+    rec_root = tmp_path / 'rec'
+    _recording(str(rec_root), n=100)
+    os.remove(rec_root / SEQ / f'{SEQ}_semantic_timestamps.txt')
+    with pytest.raises(MissingDataError, match=f'{SEQ}_semantic_timestamps.txt'):
+        convert_dsec_events(str(rec_root), str(tmp_path / 'out'))
+    with pytest.raises(MissingDataError, match='semantic-root'):
+        find_semantic_timestamps(str(rec_root), SEQ)
+
+
+def test_missing_tonic_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'tonic', None)
+    with pytest.raises(ImportError, match=r'pip install madm\[tonic\]'):
+        TonicEventRenderer(identity_rectify_map(480, 640), 'edge')
+
+
+def test_reading_without_hdf5plugin_names_the_fix_and_core_never_imports_tonic(tmp_path):
+    rec = _recording(str(tmp_path), n=100)
+    code = ('import sys; sys.modules["hdf5plugin"] = None\n'
+            'from madm.datasets.conversion.dsec_events import DSECEventReader\n'
+            'assert "tonic" not in sys.modules, "madm imported tonic"\n'
+            f'DSECEventReader({rec["events"]!r})\n')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert 'pip install hdf5plugin' in result.stderr and 'events.h5' in result.stderr
+
+
+def test_cli_help_and_run(tmp_path, capsys):
+    cli = _load_script('data_converters/dsec_events.py')
+    with pytest.raises(SystemExit) as exc:
+        cli.main(['--help'])
+    assert exc.value.code == 0
+    _recording(str(tmp_path / 'events'), n=500)
+    cli.main([str(tmp_path / 'events'), str(tmp_path / 'out'), '--representation', 'voxel',
+              '--sequences', SEQ])
+    assert '3 frames written' in capsys.readouterr().out
+    assert cv2.imread(str(tmp_path / 'out' / SEQ / '000003.png')).shape == (440, 640, 3)
+
+
+def test_benchmark_main_runs_on_a_tiny_recording(capsys):
+    bench = _load_script('tools/benchmark_dsec_events.py')
+    rows = bench.main(['--num-events', '3000', '--windows', '2', '--representations', 'edge',
+                       '--backends', 'numpy'])
+    assert len(rows) == 1 and rows[0]['events'] > 0 and rows[0]['peak'] > 0
+    assert '| edge | numpy |' in capsys.readouterr().out

@@ -1,0 +1,155 @@
+"""Synthetic datasets: real layouts and formats, determinism, resume, and a real modality gap."""
+import glob
+import importlib.util
+import os
+import os.path as osp
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+from madm.datasets.conversion import synthetic as syn
+from madm.datasets.conversion.event_simulator import simulate_events
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def _read(path):
+    return cv2.imread(path, cv2.IMREAD_UNCHANGED)
+
+
+def _class_means(images, labels, classes):
+    return {c: np.mean(np.concatenate([img[lab == c] for img, lab in zip(images, labels)]),
+                       axis=0) for c in classes}
+
+
+@pytest.fixture(scope='module')
+def depth_root(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp('syn_depth'))
+    syn.generate_synthetic_dataset(out, 'depth', num_source=8, num_target_train=3,
+                                   num_target_test=2, source_size=(96, 48),
+                                   target_size=(48, 48), seed=3)
+    return out
+
+
+def test_cityscapes_and_deliver_layout_and_encoding(depth_root):
+    imgs = sorted(glob.glob(osp.join(depth_root, 'cityscapes/leftImg8bit/train/*/*_000019_leftImg8bit.png')))
+    labs = sorted(glob.glob(osp.join(depth_root, 'cityscapes/gtFine/train/*/*_000019_gtFine_labelTrainIds.png')))
+    assert len(imgs) == len(labs) == 8
+    assert _read(imgs[0]).shape == (48, 96, 3)
+    label = _read(labs[0])
+    assert label.ndim == 2 and set(np.unique(label)) <= set(range(19))
+    depth = sorted(glob.glob(osp.join(depth_root, 'DELIVER/depth/*/train/MAP_*/*_depth_front.png')))
+    sem = sorted(glob.glob(osp.join(depth_root, 'DELIVER/semantic/*/test/MAP_*/*_semantic_front.png')))
+    assert len(depth) == 3 and len(sem) == 2
+    d = _read(depth[0])
+    assert d.shape == (48, 48, 3) and np.array_equal(d[..., 0], d[..., 2])  # gray, no colour
+    s = cv2.cvtColor(_read(sem[0]), cv2.COLOR_BGR2RGB)
+    assert np.all(s[..., 1:] == 0) and set(np.unique(s[..., 0])) <= set(range(1, 26))
+
+
+def test_source_colour_carries_class_but_depth_carries_geometry(depth_root):
+    imgs = sorted(glob.glob(osp.join(depth_root, 'cityscapes/leftImg8bit/train/*/*.png')))
+    labs = [p.replace('leftImg8bit', 'gtFine', 1).replace('_leftImg8bit', '_gtFine_labelTrainIds')
+            for p in imgs]
+    rgb = [cv2.cvtColor(_read(p), cv2.COLOR_BGR2RGB).astype(float) for p in imgs]
+    lab = [_read(p) for p in labs]
+    means = _class_means(rgb, lab, (syn.SKY, syn.ROAD, syn.VEGETATION))
+    assert means[syn.SKY][2] - means[syn.SKY][0] > 60  # blue sky
+    assert means[syn.VEGETATION][1] > means[syn.VEGETATION][0] + 30  # green vegetation
+    # depth: sky far (white), ground near the bottom rows dark
+    scene = syn.generate_scene(48, 48, np.random.default_rng(0))
+    depth = syn.render_depth(scene)[..., 0]
+    assert np.all(depth[scene.label == syn.SKY] == 255)
+    assert depth[-1].mean() < 80
+
+
+def test_determinism_and_resume(tmp_path, depth_root):
+    again = str(tmp_path / 'again')
+    syn.generate_cityscapes(osp.join(again, 'cityscapes'), 8, (96, 48), seed=3)
+    first = sorted(glob.glob(osp.join(again, 'cityscapes/**/*.png'), recursive=True))
+    for path in first:
+        ref = path.replace(again, depth_root)
+        assert open(path, 'rb').read() == open(ref, 'rb').read()
+    mtimes = [os.stat(p).st_mtime_ns for p in first]
+    syn.generate_cityscapes(osp.join(again, 'cityscapes'), 8, (96, 48), seed=3)
+    assert [os.stat(p).st_mtime_ns for p in first] == mtimes  # nothing rewritten
+    other = syn.render_rgb(syn.generate_scene(48, 96, np.random.default_rng([4, 0, 0, 0])),
+                           np.random.default_rng(1))
+    assert not np.array_equal(other, cv2.cvtColor(_read(first[len(first) // 2]), cv2.COLOR_BGR2RGB))
+
+
+def test_fmb_infrared_heat_signal_and_layout(tmp_path):
+    root = syn.generate_fmb_infrared(str(tmp_path / 'FMB'), 6, 2, size=(160, 120), seed=1)
+    assert sorted(os.listdir(osp.join(root, 'test', 'Infrared'))) == ['00007.png', '00008.png']
+    ir = [_read(p).astype(float) for p in sorted(glob.glob(osp.join(root, 'train/Infrared/*.png')))]
+    lab = [_read(p) for p in sorted(glob.glob(osp.join(root, 'train/Label/*.png')))]
+    assert ir[0].shape == (120, 160) and all(set(np.unique(x)) <= set(range(15)) for x in lab)
+    assert _read(osp.join(root, 'train/Visible/00001.png')).shape == (120, 160, 3)
+    means = _class_means(ir, lab, (7, 8, 9, 1))  # sky, person, car, road (FMB ids)
+    assert means[8] > means[9] > means[1] > means[7] + 50
+
+
+def test_dsec_events_real_format_and_motion_signal(tmp_path):
+    root = syn.generate_dsec_events(str(tmp_path / 'DSEC'), num_train=2, num_test=1, seed=0)
+    seq_train, seq_test = 'synth_train_00_a', 'synth_test_00_a'
+    events = osp.join(root, 'events/train', seq_train, 'events/left/events.h5')
+    with h5py.File(events, 'r') as f:
+        for key in ('events/x', 'events/y', 'events/t', 'events/p', 'ms_to_idx'):
+            assert '32001' in f[key]._filters
+        assert f['events/x'].dtype == np.uint16 and f['events/x'].shape[0] > 1000
+    ts = np.loadtxt(osp.join(root, 'semantic/train', seq_train, f'{seq_train}_semantic_timestamps.txt'),
+                    dtype=np.int64)
+    labels = sorted(glob.glob(osp.join(root, 'semantic/train', seq_train, '11classes/*.png')))
+    assert len(ts) == len(labels) == 3
+    label = _read(labels[1])
+    assert label.shape == (440, 640) and set(np.unique(label)) <= set(range(11))
+    assert osp.isfile(osp.join(root, 'test_semantic_labels', seq_test, '11classes/000001.png'))
+    assert sorted(os.listdir(osp.join(root, '69mask_train_edges', seq_train))) == [
+        '000001.png', '000002.png']
+    edge = _read(osp.join(root, '69mask_train_edges', seq_train, '000002.png'))
+    assert edge.shape == (440, 640) and np.median(edge) == 127
+    assert 0.001 < (edge != 127).mean() < 0.5
+
+
+def test_simulated_events_follow_moving_edges():
+    near_edges, area = [], []
+    offsets = np.linspace(0.05, 0.0, 6)
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        scene = syn.generate_scene(120, 160, rng)
+        frames = syn.render_motion_frames(scene, syn.render_gray_world(scene, rng), offsets, rng)
+        x, y, _, _ = simulate_events(frames, (10**6 - offsets * 1e6).astype(np.int64), 0.25)
+        edges = (cv2.Laplacian(scene.instance.astype(np.float32), cv2.CV_32F) != 0)
+        dist = cv2.distanceTransform((~edges).astype(np.uint8), cv2.DIST_L2, 3)
+        near_edges.append((dist[y, x] <= 4).mean())
+        area.append((dist <= 4).mean())
+    # events crowd onto object boundaries far beyond their share of the image
+    assert np.mean(near_edges) > 2 * np.mean(area)
+
+
+def test_event_world_has_no_class_intensity_signal():
+    rng = np.random.default_rng(0)
+    per_class = {syn.SKY: [], syn.ROAD: [], syn.CAR: []}
+    for _ in range(12):
+        scene = syn.generate_scene(60, 80, rng)
+        gray = syn.render_gray_world(scene, rng)
+        for c in per_class:
+            if (scene.label == c).any():
+                per_class[c].append(gray[scene.label == c].mean())
+    means = [np.mean(v) for v in per_class.values()]
+    assert max(means) - min(means) < 0.15  # levels are U(0.25, 0.75) whatever the class
+
+
+def test_cli_help_and_bad_event_size(tmp_path):
+    spec = importlib.util.spec_from_file_location('synthetic_cli',
+                                                  osp.join(ROOT, 'data_converters/synthetic.py'))
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(['--help'])
+    assert exc.value.code == 0
+    with pytest.raises(ValueError, match='640x480'):
+        cli.main(['--out', str(tmp_path), '--modality', 'event', '--num-source', '0',
+                  '--target-size', '320', '240'])

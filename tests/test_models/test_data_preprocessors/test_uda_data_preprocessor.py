@@ -1,0 +1,63 @@
+"""UDASegDataPreProcessor: source/target branches and the plain path (method.md §1 step 2)."""
+import pytest
+import torch
+from mmengine.structures import PixelData
+from mmseg.models.data_preprocessor import SegDataPreProcessor
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
+
+# MADM feeds RGB images in [0, 1] (pixel_mean=0, pixel_std=255).
+CFG = dict(mean=[0.0, 0.0, 0.0], std=[255.0, 255.0, 255.0], bgr_to_rgb=True, size=(4, 4))
+
+
+def _sample(h: int, w: int, labelled: bool, seed: int) -> tuple[torch.Tensor, SegDataSample]:
+    gen = torch.Generator().manual_seed(seed)
+    img = torch.randint(0, 256, (3, h, w), generator=gen, dtype=torch.uint8)
+    sample = SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w)))
+    if labelled:
+        sample.gt_sem_seg = PixelData(data=torch.randint(0, 3, (1, h, w), generator=gen))
+    return img, sample
+
+
+def _branch(labelled: bool, seed: int, h: int = 4, w: int = 4) -> dict:
+    items = [_sample(h, w, labelled, seed + i) for i in range(2)]
+    return dict(inputs=[i for i, _ in items], data_samples=[s for _, s in items])
+
+
+def test_uda_batch_is_processed_per_branch():
+    pre = MODELS.build(dict(type='UDASegDataPreProcessor', **CFG))
+    source, target = _branch(True, 0, h=3, w=4), _branch(False, 10)
+    src_img0 = source['inputs'][0].clone()
+    out = pre(dict(source=source, target=target), training=True)
+    assert set(out['inputs']) == {'source', 'target'} and set(out['data_samples']) == {'source', 'target'}
+    assert out['inputs']['source'].shape == (2, 3, 4, 4)  # 3x4 padded to size (4, 4)
+    assert out['inputs']['target'].shape == (2, 3, 4, 4)
+    # BGR -> RGB and / 255: output channel 0 is input channel 2.
+    torch.testing.assert_close(out['inputs']['source'][0, 0, :3], src_img0[2].float() / 255)
+    assert out['inputs']['source'][0, :, 3].eq(0).all()  # pad_val 0 in the padded row
+    gt = out['data_samples']['source'][0].gt_sem_seg.data
+    assert gt.shape == (1, 4, 4) and gt[0, 3].eq(255).all()  # labels padded with 255
+    assert len(out['data_samples']['target']) == 2
+    assert 'gt_sem_seg' not in out['data_samples']['target'][0]
+    assert 0.0 <= out['inputs']['target'].min() and out['inputs']['target'].max() <= 1.0
+
+
+def test_plain_batch_behaves_like_seg_data_preprocessor():
+    pre = MODELS.build(dict(type='UDASegDataPreProcessor', **CFG))
+    ref = SegDataPreProcessor(**CFG)
+    batch = _branch(True, 3)
+    for training in (False, True):
+        out = pre(dict(inputs=list(batch['inputs']), data_samples=list(batch['data_samples'])), training)
+        expected = ref(dict(inputs=list(batch['inputs']), data_samples=list(batch['data_samples'])), training)
+        assert torch.equal(out['inputs'], expected['inputs'])
+        assert isinstance(out['data_samples'], list)
+
+
+def test_training_uda_batch_needs_a_size():
+    cfg = dict(CFG, size=None)
+    pre = MODELS.build(dict(type='UDASegDataPreProcessor', **cfg))
+    with pytest.raises(ValueError, match='size'):
+        pre(dict(source=_branch(True, 0), target=_branch(False, 1)), training=True)
+    # Not training: images are only stacked, no size needed.
+    out = pre(dict(source=_branch(True, 0), target=_branch(False, 1)), training=False)
+    assert out['inputs']['target'].shape == (2, 3, 4, 4)

@@ -1,0 +1,72 @@
+"""MADM end to end through tools/train.py, and an exact resume (teacher, counters, DPLG)."""
+import glob
+import json
+import os
+import os.path as osp
+import shutil
+
+import pytest
+import torch
+
+from _helpers import REPO_ROOT, run_tool, write_tiny_seg_dataset
+
+CONFIG = osp.join(REPO_ROOT, 'tests', 'data', 'configs', 'tiny_madm.py')
+pytestmark = pytest.mark.slow
+
+
+def _train(work_dir, source, target, extra=()):
+    return run_tool(['tools/train.py', CONFIG, '--work-dir', work_dir, *extra, '--cfg-options',
+                     f'train_dataloader.dataset.source.data_root={source}',
+                     f'train_dataloader.dataset.target.data_root={target}',
+                     f'val_dataloader.dataset.data_root={target}',
+                     f'test_dataloader.dataset.data_root={target}'])
+
+
+def _scalars(work_dir):
+    rows = []
+    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            rows += [json.loads(line) for line in f]
+    return rows
+
+
+def test_three_iterations_then_exact_resume(tmp_path):
+    source = write_tiny_seg_dataset(str(tmp_path / 'src'), seed=0)
+    target = write_tiny_seg_dataset(str(tmp_path / 'tgt'), seed=1)
+    full = str(tmp_path / 'full')
+    _train(full, source, target)
+    rows = [r for r in _scalars(full) if 'dplg.timestep' in r]
+    assert [r['iter'] for r in rows] == [1, 2, 3]
+    # DPLG with k0 in {60, 61}, T_end = 5: iteration i (0-based) -> int(k0 * (1 - i/5)).
+    assert rows[0]['dplg.timestep'] in (60, 61)
+    assert rows[1]['dplg.timestep'] == 48
+    assert rows[2]['dplg.timestep'] == 36
+    for key in ('src.loss_ce', 'mix.loss_ce', 'src.loss_lplr', 'mix.loss_lplr',
+                'tgt.pseudo_weight', 'tgt.confident_share'):
+        assert key in rows[-1]
+    assert [r for r in _scalars(full) if 'mIoU' in r], 'validation did not run'
+    # The visualisation hook wrote its panel at iteration 2.
+    assert glob.glob(osp.join(full, '*', 'vis_data', 'vis_image', 'uda_panel_2.png'))
+
+    # Resume from iteration 2 in a copy of the work dir and finish the run.
+    resumed = str(tmp_path / 'resumed')
+    shutil.copytree(full, resumed)
+    for name in ('iter_3.pth', 'last_checkpoint'):
+        if osp.exists(osp.join(resumed, name)):
+            os.remove(osp.join(resumed, name))
+    proc = _train(resumed, source, target, ['--resume', osp.join(resumed, 'iter_2.pth')])
+    assert 'resumed epoch: 0, iter: 2' in proc.stdout + proc.stderr
+
+    a = torch.load(osp.join(full, 'iter_3.pth'), map_location='cpu', weights_only=True)
+    b = torch.load(osp.join(resumed, 'iter_3.pth'), map_location='cpu', weights_only=True)
+    assert a['meta']['iter'] == b['meta']['iter'] == 3
+    teacher_keys = [k for k in a['state_dict'] if k.startswith('teacher.')]
+    assert teacher_keys
+    for key, value in a['state_dict'].items():
+        if key.endswith('_extra_state'):  # the adaptation's random generator
+            assert torch.equal(value['generator'], b['state_dict'][key]['generator'])
+        else:
+            assert torch.equal(value, b['state_dict'][key]), key
+    resumed_rows = [r for r in _scalars(resumed) if 'dplg.timestep' in r and r['iter'] == 3]
+    assert resumed_rows[-1]['dplg.timestep'] == rows[2]['dplg.timestep']
+    assert resumed_rows[-1]['src.loss_ce'] == pytest.approx(rows[2]['src.loss_ce'], rel=1e-6)
