@@ -14,6 +14,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from madm.evaluation import format_markdown_table, write_results_table
+from madm.utils.distributed import setup_cpu_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -75,6 +76,7 @@ def main() -> None:
         cfg.test_evaluator['output_dir'] = args.pred_dir
         cfg.test_evaluator['keep_results'] = True
 
+    setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     if runner.rank == 0:

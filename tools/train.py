@@ -15,6 +15,8 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
+from madm.utils.distributed import setup_cpu_distributed
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a madm / mmseg segmentor')
@@ -70,6 +72,7 @@ def main() -> None:
         cfg.resume = True
         cfg.load_from = args.resume
 
+    setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
 

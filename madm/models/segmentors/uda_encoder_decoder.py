@@ -262,9 +262,10 @@ class UDAEncoderDecoder(EncoderDecoder):
                              f'to mean=[0, 0, 0], std=[255, 255, 255] (got mean={mean.flatten().tolist()}, '
                              f'std={std.flatten().tolist()})')
 
-    def get_extra_state(self) -> dict:
-        return {'generator': self.generator.get_state()}
+    def get_extra_state(self) -> Tensor:
+        # A plain tensor, so that mmengine can broadcast it like any state-dict entry.
+        return self.generator.get_state()
 
-    def set_extra_state(self, state: dict) -> None:
-        self.generator.set_state(state['generator'])
+    def set_extra_state(self, state: Tensor) -> None:
+        self.generator.set_state(state)
 
