@@ -94,7 +94,7 @@ class UDAEncoderDecoder(EncoderDecoder):
         self.teacher_mode = teacher_mode
         self.pseudo_threshold = pseudo_threshold
         self.pseudo_weight_mode = pseudo_weight_mode
-        self.class_mix_cfg = dict(scope='batch', include_ignore=True, **(class_mix or {}))
+        self.class_mix_cfg = {'scope': 'batch', 'include_ignore': True, **(class_mix or {})}
         self.strong_aug_cfg = dict(strong_aug or {})
         self.generator = torch.Generator().manual_seed(seed)
         self.teacher = self.build_teacher()
