@@ -1,0 +1,680 @@
+"""Training speed, memory, FLOPs and MFU of a MADM task config (issue 8).
+
+The model is built from a task config (e.g. ``configs/madm/rgb2event.py``) with the SD backbone's
+``pretrained`` folder replaced by a randomly initialised architecture preset, and no dataset:
+batches are synthetic source/target pairs. One benchmarked iteration is exactly what the Runner
+runs, ``model.train_step(batch, optim_wrapper)``: data preprocessing, the whole adaptation step of
+:meth:`UDAEncoderDecoder.loss` (EMA update, source pass, teacher pass with DPLG, ClassMix, mixed
+pass, LPLR encodes; method.md §1, §10), ``backward`` and the clipped AdamW step.
+
+Measurement choices:
+
+* **Time**: ``warmup`` untimed iterations, then the median over ``iters`` timed ones. On CUDA each
+  iteration is bracketed by CUDA events and synchronised, on CPU by ``time.perf_counter``.
+* **Memory**: on CUDA, ``torch.cuda.max_memory_allocated`` over the timed iterations (the
+  allocator's reserved peak is reported too). On CPU, the process's peak resident set size
+  (``resource.getrusage(RUSAGE_SELF).ru_maxrss``): a high-water mark since the process started,
+  so it includes Python, the libraries and the model build.
+* **FLOPs**: :class:`torch.utils.flop_counter.FlopCounterMode` around one whole step (forward and
+  backward of every pass: student source and mixed, teacher, every VAE encode and decode) of a
+  copy of the model built on the ``meta`` device, so nothing is computed or allocated and the
+  real-scale count runs on any machine. Matmuls, convolutions and attention are counted (on
+  meta, SDPA decomposes into counted matmuls; the counter would miss the CPU's fused SDPA
+  kernel); the elementwise work and the optimizer are not. Gradient checkpointing is off in that copy, so the
+  count is *model* FLOPs without recomputation, the numerator of MFU.
+* **MFU** = FLOPs per iteration / median seconds per iteration / the device's dense bf16 peak
+  (:data:`PEAK_BF16_TFLOPS`; a CPU has no entry, pass ``peak_tflops``).
+* **Mixed precision**: on CUDA, mmengine's ``AmpOptimWrapper`` as the Runner builds it from the
+  task's ``optim_wrapper`` (fp16 with a dynamic ``GradScaler``, the reference, method.md §7;
+  bf16 with the scaler disabled). mmengine refuses ``AmpOptimWrapper`` without an accelerator, so
+  on CPU :class:`CPUAutocastOptimWrapper` does the same with ``torch.autocast('cpu')`` and
+  ``torch.amp.GradScaler('cpu')``.
+"""
+import contextlib
+import copy
+import resource
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn as nn
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import MessageHub, print_log
+from mmengine.optim import OptimWrapper, build_optim_wrapper
+from mmengine.registry import init_default_scope
+from mmengine.structures import PixelData
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
+from torch import Tensor
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+AmpMode = Literal['bf16', 'fp16', 'none']
+_AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'none': None}
+
+#: Dense (no sparsity) bf16 tensor-core peak in TFLOP/s, matched in order against
+#: ``torch.cuda.get_device_name()``. H200 is the H100's GH100 chip with more memory.
+PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
+    ('H200', 989.0),
+    ('H100 PCIe', 756.0),
+    ('H100', 989.0),  # SXM
+)
+
+#: Neck and head widths used with ``preset='tiny'`` (those of tests/data/configs/tiny_madm.py),
+#: so that the whole model, not only the backbone, is small enough for a CPU.
+TINY_NECK_HEAD = dict(neck_out_channels=[16, 32, 32, 32], bottleneck_channels=16,
+                      neck_norm_groups=8, head_channels=32, embed_dims=16)
+
+#: DSEC's 640x440 frames padded to the backbone's multiple of 64, as (H, W).
+DSEC_PADDED_SIZE = (448, 640)
+
+
+@dataclass
+class BenchmarkSettings:
+    """What to build and how to run it; every speed lever of issue 8 is one field.
+
+    Attributes:
+        preset (Literal['sd14', 'tiny']): SD architecture substituted for the config's
+            ``pretrained`` folder, randomly initialised. ``'tiny'`` also shrinks neck and head
+            (:data:`TINY_NECK_HEAD`). Defaults to 'sd14'.
+        device (str): ``'cuda'`` or ``'cpu'``. Defaults to 'cuda'.
+        batch_size (int): Source/target pairs per iteration. Defaults to 2 (method.md §7).
+        size (tuple[int, int]): Crop ``(H, W)``, multiples of 64. Defaults to (512, 512).
+        iters (int): Timed iterations. Defaults to 10.
+        warmup (int): Untimed iterations before them. Defaults to 3.
+        amp (Literal['bf16', 'fp16', 'none']): Autocast dtype; fp16 adds a dynamic GradScaler
+            (the reference, method.md §7). Defaults to 'bf16'.
+        gradient_checkpointing (bool): Recompute UNet activations in backward.
+            Defaults to False.
+        attention (Literal['sdpa', 'math']): Attention kernel. Defaults to 'sdpa'.
+        vae_dtype (Literal['float32', 'float16', 'bfloat16'] | None): VAE weight dtype (the VAE
+            always runs without grad); None keeps the config's. Defaults to None.
+        fusion_stride (int | None): DAFormer fusion at 1/s of the image instead of at s0's full
+            resolution (method.md §11.14); None keeps the reference. Defaults to None.
+        compile (bool): ``torch.compile`` the UNet in place. Defaults to False.
+        fused_adamw (bool): ``AdamW(fused=True)``. Defaults to False.
+        seed (int): Seed of the weights and of the synthetic batch. Defaults to 0.
+    """
+
+    preset: Literal['sd14', 'tiny'] = 'sd14'
+    device: str = 'cuda'
+    batch_size: int = 2
+    size: tuple[int, int] = (512, 512)
+    iters: int = 10
+    warmup: int = 3
+    amp: AmpMode = 'bf16'
+    gradient_checkpointing: bool = False
+    attention: Literal['sdpa', 'math'] = 'sdpa'
+    vae_dtype: Literal['float32', 'float16', 'bfloat16'] | None = None
+    fusion_stride: int | None = None
+    compile: bool = False
+    fused_adamw: bool = False
+    seed: int = 0
+
+
+@dataclass
+class BenchmarkResult:
+    """Everything :func:`run_benchmark` measured (JSON-ready via :meth:`to_dict`).
+
+    Attributes:
+        settings (dict): The :class:`BenchmarkSettings` used.
+        device_name (str): GPU name or ``'cpu (N threads)'``.
+        torch_version (str): ``torch.__version__``.
+        params_trainable (int): Trainable parameters of the student.
+        sec_per_iter (float): Median seconds per training iteration.
+        iter_per_sec (float): ``1 / sec_per_iter``.
+        pairs_per_sec (float): Source/target pairs per second.
+        iter_times (list[float]): Seconds of every timed iteration.
+        peak_memory_bytes (int): Peak memory, see ``peak_memory_kind``.
+        peak_memory_kind (str): How it was measured.
+        flops_per_iter (float): Model FLOPs of one training iteration (meta-device count).
+        achieved_tflops (float): ``flops_per_iter / sec_per_iter / 1e12``.
+        peak_tflops (float | None): The device's dense bf16 peak, if known.
+        mfu (float | None): ``achieved_tflops / peak_tflops``.
+        inference (dict): ``'{H}x{W}'`` → images/s of a student forward at that size.
+        fp32_check (dict | None): Loss term → fp32 value, mixed value, relative difference.
+    """
+
+    settings: dict
+    device_name: str
+    torch_version: str
+    params_trainable: int
+    sec_per_iter: float
+    iter_per_sec: float
+    pairs_per_sec: float
+    iter_times: list[float]
+    peak_memory_bytes: int
+    peak_memory_kind: str
+    flops_per_iter: float
+    achieved_tflops: float
+    peak_tflops: float | None
+    mfu: float | None
+    inference: dict = field(default_factory=dict)
+    fp32_check: dict | None = None
+
+    def to_dict(self) -> dict:
+        """Return the result as plain JSON-serialisable types."""
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- model
+@contextlib.contextmanager
+def meta_parameters() -> Iterator[None]:
+    """Create every ``nn.Parameter`` on the ``meta`` device while the context is active.
+
+    Each parameter is moved to ``meta`` as it is registered, so the initialisers that run after
+    (kaiming etc.) cost nothing and an SD-1.4 MADM builds in seconds without allocating its
+    weights. Buffers stay real; call ``module.to('meta')`` afterwards.
+    """
+    register = nn.Module.register_parameter
+
+    def register_on_meta(module: nn.Module, name: str, param: nn.Parameter | None) -> None:
+        register(module, name, param)
+        if param is not None and param.device.type != 'meta':
+            module._parameters[name] = nn.Parameter(param.to('meta'),
+                                                    requires_grad=param.requires_grad)
+
+    nn.Module.register_parameter = register_on_meta
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = register
+
+
+def benchmark_model_cfg(cfg: Config, settings: BenchmarkSettings, *,
+                        gradient_checkpointing: bool | None = None) -> ConfigDict:
+    """The config's ``model`` with the backbone preset and the speed levers substituted.
+
+    Args:
+        cfg (Config): A task config such as ``configs/madm/rgb2event.py``.
+        settings (BenchmarkSettings): Preset and levers.
+        gradient_checkpointing (bool | None): Overrides ``settings.gradient_checkpointing``
+            (the FLOP-count copy turns it off). Defaults to None.
+
+    Returns:
+        ConfigDict: A model config that builds without any SD folder or dataset.
+    """
+    model_cfg = copy.deepcopy(cfg.model)
+    backbone = model_cfg.backbone
+    if backbone.get('type') != 'StableDiffusionBackbone':
+        raise ValueError('The benchmark needs a config whose model.backbone is a '
+                         f"StableDiffusionBackbone, got {backbone.get('type')!r}.")
+    backbone.pop('pretrained', None)
+    backbone.update(preset=settings.preset, attention=settings.attention,
+                    gradient_checkpointing=(settings.gradient_checkpointing
+                                            if gradient_checkpointing is None
+                                            else gradient_checkpointing))
+    if settings.vae_dtype is not None:
+        backbone.vae_dtype = settings.vae_dtype
+
+    # The neck's inputs follow the preset's channels; read them from a parameter-free build.
+    with meta_parameters():
+        probe = MODELS.build(copy.deepcopy(backbone))
+    channels, strides = list(probe.out_channels), list(probe.out_strides)
+    del probe
+    head = model_cfg.decode_head
+    if model_cfg.get('neck') is not None:
+        model_cfg.neck.in_channels = channels
+        if settings.preset == 'tiny':
+            model_cfg.neck.update(out_channels=TINY_NECK_HEAD['neck_out_channels'],
+                                  bottleneck_channels=TINY_NECK_HEAD['bottleneck_channels'],
+                                  norm_cfg=dict(type='GN',
+                                                num_groups=TINY_NECK_HEAD['neck_norm_groups']))
+        head_in = list(model_cfg.neck.out_channels)
+    else:
+        head_in = channels
+    head.in_channels = head_in
+    if settings.preset == 'tiny':
+        head.update(channels=TINY_NECK_HEAD['head_channels'],
+                    embed_dims=TINY_NECK_HEAD['embed_dims'])
+    if settings.fusion_stride is not None:
+        index = head.get('in_index') or list(range(len(head_in)))
+        head.update(fusion_stride=settings.fusion_stride, in_strides=[strides[i] for i in index])
+    return model_cfg
+
+
+def build_benchmark_model(cfg: Config, settings: BenchmarkSettings,
+                          device: str | torch.device | None = None, *,
+                          gradient_checkpointing: bool | None = None) -> nn.Module:
+    """Build the segmentor of :func:`benchmark_model_cfg`, in train mode.
+
+    Args:
+        cfg (Config): The task config.
+        settings (BenchmarkSettings): Preset, levers and seed.
+        device (str | torch.device | None): Where to put it; ``'meta'`` builds without
+            allocating any weight (:func:`meta_parameters`). Defaults to None, i.e.
+            ``settings.device``.
+        gradient_checkpointing (bool | None): See :func:`benchmark_model_cfg`.
+
+    Returns:
+        nn.Module: The model, initialised with ``torch.manual_seed(settings.seed)``.
+    """
+    device = torch.device(settings.device if device is None else device)
+    init_default_scope('mmseg')
+    model_cfg = benchmark_model_cfg(cfg, settings, gradient_checkpointing=gradient_checkpointing)
+    torch.manual_seed(settings.seed)
+    if device.type == 'meta':
+        with meta_parameters():
+            model = MODELS.build(model_cfg)
+    else:
+        model = MODELS.build(model_cfg)
+        model.init_weights()
+    return model.to(device).train()
+
+
+# --------------------------------------------------------------------------- data
+def synthetic_batch(batch_size: int, size: tuple[int, int], num_classes: int,
+                    seed: int = 0, ignore_index: int = 255) -> dict:
+    """A collated UDA batch of random source/target pairs, as ``UDADataset`` yields it.
+
+    Images are uint8 ``(3, H, W)``; each source label is a random class per 16×16 cell (regions,
+    so ClassMix pastes blobs as with real labels) with the top 8 rows ignored.
+
+    Args:
+        batch_size (int): Pairs ``N``.
+        size (tuple[int, int]): ``(H, W)``.
+        num_classes (int): Classes ``C`` of the labels.
+        seed (int): Seed of the draws. Defaults to 0.
+        ignore_index (int): Label of the ignored rows. Defaults to 255.
+
+    Returns:
+        dict: ``dict(source=dict(inputs=[...], data_samples=[...]), target=dict(...))`` with
+        ``N`` entries each; source samples carry ``gt_sem_seg`` (1, H, W).
+    """
+    g = torch.Generator().manual_seed(seed)
+    h, w = size
+    meta = dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w))
+
+    def images() -> list[Tensor]:
+        return [torch.randint(0, 256, (3, h, w), generator=g, dtype=torch.uint8)
+                for _ in range(batch_size)]
+
+    sources, targets = [], []
+    for _ in range(batch_size):
+        cells = torch.randint(0, num_classes, (1, 1, -(-h // 16), -(-w // 16)), generator=g)
+        label = cells.repeat_interleave(16, 2).repeat_interleave(16, 3)[0, :, :h, :w].clone()
+        label[:, :8] = ignore_index
+        sample = SegDataSample(metainfo=dict(meta))
+        sample.gt_sem_seg = PixelData(data=label)
+        sources.append(sample)
+        targets.append(SegDataSample(metainfo=dict(meta)))
+    return dict(source=dict(inputs=images(), data_samples=sources),
+                target=dict(inputs=images(), data_samples=targets))
+
+
+# --------------------------------------------------------------------------- optimiser
+class CPUAutocastOptimWrapper(OptimWrapper):
+    """``AmpOptimWrapper``'s behaviour on a CPU: autocast, and a GradScaler for fp16.
+
+    Args:
+        dtype (torch.dtype | None): Autocast dtype; None runs fp32.
+        **kwargs: :class:`mmengine.optim.OptimWrapper` arguments (``optimizer``,
+            ``clip_grad``, ...).
+    """
+
+    def __init__(self, dtype: torch.dtype | None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.cast_dtype = dtype
+        self.loss_scaler = torch.amp.GradScaler('cpu', enabled=dtype == torch.float16)
+
+    def backward(self, loss: Tensor, **kwargs) -> None:
+        self.loss_scaler.scale(loss).backward(**kwargs)
+        self._inner_count += 1
+
+    def step(self, **kwargs) -> None:
+        if self.clip_grad_kwargs:
+            self.loss_scaler.unscale_(self.optimizer)
+            self._clip_grad()
+        self.loss_scaler.step(self.optimizer, **kwargs)
+        self.loss_scaler.update()
+
+    @contextlib.contextmanager
+    def optim_context(self, model: nn.Module) -> Iterator[None]:
+        with super().optim_context(model), torch.autocast(
+                'cpu', dtype=self.cast_dtype or torch.bfloat16,
+                enabled=self.cast_dtype is not None):
+            yield
+
+
+def build_benchmark_optim_wrapper(model: nn.Module, cfg: Config,
+                                  settings: BenchmarkSettings) -> OptimWrapper:
+    """The task's optimiser (AdamW, param-wise decay, grad clip) with the chosen precision.
+
+    Args:
+        model (nn.Module): The model from :func:`build_benchmark_model`.
+        cfg (Config): The task config (its ``optim_wrapper``).
+        settings (BenchmarkSettings): ``amp``, ``fused_adamw`` and ``device``.
+
+    Returns:
+        OptimWrapper: ``AmpOptimWrapper`` on CUDA with autocast, a plain ``OptimWrapper`` for
+        ``amp='none'``, :class:`CPUAutocastOptimWrapper` on CPU with autocast.
+    """
+    wrapper_cfg = copy.deepcopy(cfg.optim_wrapper)
+    for key in ('type', 'dtype', 'loss_scale'):
+        wrapper_cfg.pop(key, None)
+    if settings.fused_adamw:
+        wrapper_cfg.optimizer.fused = True
+    dtype = _AMP_DTYPES[settings.amp]
+    on_cuda = torch.device(settings.device).type == 'cuda'
+    if dtype is not None and on_cuda:
+        # bf16 needs no loss scaling; fp16 keeps the reference's dynamic scaler.
+        loss_scale = 'dynamic' if dtype == torch.float16 else dict(enabled=False)
+        wrapper_cfg.update(type='AmpOptimWrapper', dtype=dtype, loss_scale=loss_scale)
+        return build_optim_wrapper(model, wrapper_cfg)
+    wrapper = build_optim_wrapper(model, dict(wrapper_cfg, type='OptimWrapper'))
+    if dtype is None:
+        return wrapper
+    return CPUAutocastOptimWrapper(dtype, optimizer=wrapper.optimizer,
+                                   clip_grad=wrapper_cfg.get('clip_grad'))
+
+
+# --------------------------------------------------------------------------- FLOPs
+class _MetaDataDependentOps(TorchDispatchMode):
+    """Give the two data-dependent ops of a MADM step a shape on ``meta`` tensors.
+
+    ``torch.unique`` (ClassMix's candidate classes) and boolean-mask indexing (mmseg's
+    accuracy) have output shapes that depend on values a meta tensor does not hold. Here unique
+    returns one class and a mask selects every element. Neither result feeds a counted matmul
+    or convolution, so the FLOP count does not depend on them. Real tensors pass untouched.
+    """
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        x = args[0] if args else None
+        if isinstance(x, Tensor) and x.device.type == 'meta':
+            aten = torch.ops.aten
+            if func is aten._unique2.default:
+                # _unique2(self, sorted, return_inverse, return_counts)
+                flags = list(args[1:]) + [False] * (3 - len(args[1:]))
+                return_inverse = kwargs.get('return_inverse', flags[1])
+                return_counts = kwargs.get('return_counts', flags[2])
+                long = dict(dtype=torch.long, device='meta')
+                return (x.new_empty(1), torch.empty(x.shape if return_inverse else (0, ), **long),
+                        torch.empty(1 if return_counts else 0, **long))
+            if func is aten.index.Tensor and any(
+                    i is not None and i.dtype == torch.bool for i in args[1]):
+                indices = []
+                for index in args[1]:
+                    if index is not None and index.dtype == torch.bool:
+                        everything = torch.empty(index.numel(), dtype=torch.long, device='meta')
+                        indices.extend([everything] * index.dim())
+                    else:
+                        indices.append(index)
+                return func(x, indices)
+        return func(*args, **kwargs)
+
+
+def count_train_step_flops(model: nn.Module, batch: dict) -> int:
+    """FLOPs of one training step's forward and backward (every pass of the step).
+
+    Runs preprocessing, ``loss``, ``parse_losses`` and ``backward`` under
+    :class:`FlopCounterMode`; the optimizer step adds no counted FLOPs and is skipped, and the
+    gradients are cleared afterwards. Works on real tensors and on a model built on ``meta``.
+
+    Args:
+        model (nn.Module): A MADM model in train mode.
+        batch (dict): A collated batch (:func:`synthetic_batch`).
+
+    Returns:
+        int: Total FLOPs (a multiply-add counts 2).
+    """
+    with FlopCounterMode(display=False) as counter, _MetaDataDependentOps():
+        data = model.data_preprocessor(batch, True)
+        losses = model._run_forward(data, mode='loss')
+        loss, _ = model.parse_losses(losses)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def count_flops_on_meta(cfg: Config, settings: BenchmarkSettings) -> int:
+    """Model FLOPs per iteration at ``settings``' preset, batch and size, without running it.
+
+    Gradient checkpointing is turned off, so recomputation is not counted (model FLOPs).
+
+    Args:
+        cfg (Config): The task config.
+        settings (BenchmarkSettings): Preset, batch size, size and levers.
+
+    Returns:
+        int: FLOPs of one training iteration.
+    """
+    model = build_benchmark_model(cfg, settings, 'meta', gradient_checkpointing=False)
+    batch = synthetic_batch(settings.batch_size, settings.size, model.num_classes, settings.seed)
+    _set_iter(1)
+    return count_train_step_flops(model, batch)
+
+
+# --------------------------------------------------------------------------- timing
+def _set_iter(cur_iter: int) -> None:
+    MessageHub.get_current_instance().update_info('iter', cur_iter)
+
+
+def _timed(fn, device: torch.device) -> float:
+    """Seconds of one call of ``fn``, synchronised on CUDA."""
+    if device.type == 'cuda':
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize(device)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        return start.elapsed_time(end) / 1000.0
+    start_s = time.perf_counter()
+    fn()
+    return time.perf_counter() - start_s
+
+
+def time_train_steps(model: nn.Module, optim_wrapper: OptimWrapper, batch: dict, iters: int,
+                     warmup: int) -> list[float]:
+    """Run ``warmup + iters`` training steps and return the seconds of the last ``iters``.
+
+    Args:
+        model (nn.Module): The model, in train mode.
+        optim_wrapper (OptimWrapper): From :func:`build_benchmark_optim_wrapper`.
+        batch (dict): A collated batch, reused every iteration.
+        iters (int): Timed iterations.
+        warmup (int): Untimed iterations first.
+
+    Returns:
+        list[float]: Seconds per timed iteration.
+    """
+    device = next(model.parameters()).device
+    times = []
+    for i in range(warmup + iters):
+        _set_iter(i)
+        seconds = _timed(lambda: model.train_step(batch, optim_wrapper), device)
+        if i == warmup - 1 and device.type == 'cuda':
+            torch.cuda.reset_peak_memory_stats(device)
+        if i >= warmup:
+            times.append(seconds)
+    return times
+
+
+@torch.no_grad()
+def time_inference(model: nn.Module, batch_size: int, size: tuple[int, int], amp: AmpMode,
+                   iters: int, warmup: int) -> float:
+    """Images/s of the student's whole-image forward (backbone, neck, head, resize).
+
+    Args:
+        model (nn.Module): The model; put in eval mode here and back in train mode after.
+        batch_size (int): Images per forward.
+        size (tuple[int, int]): ``(H, W)``, multiples of 64.
+        amp (Literal['bf16', 'fp16', 'none']): Autocast dtype.
+        iters (int): Timed forwards (median).
+        warmup (int): Untimed forwards first.
+
+    Returns:
+        float: ``batch_size / median seconds``.
+    """
+    device = next(model.parameters()).device
+    dtype = _AMP_DTYPES[amp]
+    img = torch.rand(batch_size, 3, *size, generator=torch.Generator().manual_seed(0)).to(device)
+    metas = [dict(img_shape=size, ori_shape=size, pad_shape=size)] * batch_size
+    model.eval()
+    try:
+        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            times = [_timed(lambda: model.encode_decode(img, metas), device)
+                     for _ in range(warmup + iters)][warmup:]
+    finally:
+        model.train()
+    return batch_size / _median(times)
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+# --------------------------------------------------------------------------- fp32 check
+@torch.no_grad()
+def compare_precision(model: nn.Module, batch: dict, amp: AmpMode, seed: int = 0) -> dict:
+    """Loss terms of the same step in fp32 and under ``amp`` autocast.
+
+    The model state (weights, BN statistics, the adaptation generator) and torch's RNG are
+    restored before each run, so both see the same batch, the same ClassMix, augmentation and
+    DPLG draws, and the same dropout.
+
+    Args:
+        model (nn.Module): The model (its state is unchanged on return).
+        batch (dict): A collated batch.
+        amp (Literal['bf16', 'fp16', 'none']): The mixed precision to check.
+        seed (int): torch seed set before each run. Defaults to 0.
+
+    Returns:
+        dict: loss key → ``dict(fp32=..., mixed=..., rel_diff=|mixed - fp32| / |fp32|)``.
+    """
+    device = next(model.parameters()).device
+    state = {k: v.clone() for k, v in model.state_dict().items() if isinstance(v, Tensor)}
+    extra = {k: v for k, v in model.state_dict().items() if not isinstance(v, Tensor)}
+    results = {}
+    for name in ('none', amp):
+        model.load_state_dict({**state, **extra})
+        torch.manual_seed(seed)
+        _set_iter(1)
+        dtype = _AMP_DTYPES[name]
+        with torch.autocast(device.type, dtype=dtype or torch.bfloat16,
+                            enabled=dtype is not None):
+            losses = model._run_forward(model.data_preprocessor(batch, True), mode='loss')
+        results[name] = {k: float(v) for k, v in losses.items() if 'loss' in k}
+    model.load_state_dict({**state, **extra})
+    return {k: dict(fp32=v, mixed=results[amp][k],
+                    rel_diff=abs(results[amp][k] - v) / max(abs(v), 1e-12))
+            for k, v in results['none'].items()}
+
+
+# --------------------------------------------------------------------------- driver
+def peak_tflops_of(device_name: str) -> float | None:
+    """Dense bf16 peak of a device from :data:`PEAK_BF16_TFLOPS`, else None.
+
+    Args:
+        device_name (str): e.g. ``torch.cuda.get_device_name()``, ``'NVIDIA H100 80GB HBM3'``.
+
+    Returns:
+        float | None: TFLOP/s of the first table entry contained in the name.
+    """
+    return next((tflops for key, tflops in PEAK_BF16_TFLOPS if key in device_name), None)
+
+
+def run_benchmark(cfg: Config, settings: BenchmarkSettings, *, check_fp32: bool = False,
+                  inference_sizes: tuple[tuple[int, int], ...] = ((512, 512), DSEC_PADDED_SIZE),
+                  peak_tflops: float | None = None) -> BenchmarkResult:
+    """Build, count FLOPs, time training and inference, and optionally check precision.
+
+    Args:
+        cfg (Config): The task config.
+        settings (BenchmarkSettings): What to measure.
+        check_fp32 (bool): Also compare the loss terms of one step in fp32 and under
+            ``settings.amp`` (:func:`compare_precision`). Defaults to False.
+        inference_sizes (tuple[tuple[int, int], ...]): ``(H, W)`` sizes of the inference
+            timing. Defaults to 512×512 and DSEC's 640×440 (W×H) padded to (448, 640).
+        peak_tflops (float | None): Device peak for MFU; None looks it up
+            (:func:`peak_tflops_of`; CPUs have no entry). Defaults to None.
+
+    Returns:
+        BenchmarkResult: the measurements.
+    """
+    device = torch.device(settings.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise RuntimeError('device=cuda but torch sees no GPU; pass --device cpu (with '
+                           '--preset tiny on a small machine).')
+    if any(s % 64 for s in settings.size):
+        raise ValueError(f'size must be multiples of 64 (VAE x UNet downsampling), got '
+                         f'{settings.size}.')
+    flops = count_flops_on_meta(cfg, settings)
+    print_log(f'FLOPs per iteration (meta count): {flops / 1e12:.3f} T', logger='current')
+
+    model = build_benchmark_model(cfg, settings)
+    batch = synthetic_batch(settings.batch_size, settings.size, model.num_classes, settings.seed)
+    fp32_check = compare_precision(model, batch, settings.amp, settings.seed) if (
+        check_fp32 and settings.amp != 'none') else None
+    if settings.compile:
+        # In place, so the backbone's forward hooks still find the UNet's named submodules.
+        model.backbone.unet.compile()
+    optim_wrapper = build_benchmark_optim_wrapper(model, cfg, settings)
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+    times = time_train_steps(model, optim_wrapper, batch, settings.iters, settings.warmup)
+    if device.type == 'cuda':
+        peak_mem = torch.cuda.max_memory_allocated(device)
+        mem_kind = (f'torch.cuda.max_memory_allocated over the timed iterations (reserved: '
+                    f'{torch.cuda.max_memory_reserved(device) / 2**30:.2f} GiB)')
+        device_name = torch.cuda.get_device_name(device)
+    else:
+        # ru_maxrss is in KiB on Linux.
+        peak_mem = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        mem_kind = 'peak RSS of the process (getrusage ru_maxrss, includes build and libraries)'
+        device_name = f'cpu ({torch.get_num_threads()} threads)'
+
+    inference = {f'{h}x{w}': time_inference(model, settings.batch_size, (h, w), settings.amp,
+                                             settings.iters, settings.warmup)
+                 for h, w in inference_sizes}
+    sec = _median(times)
+    peak = peak_tflops
+    if peak is None and device.type == 'cuda':
+        peak = peak_tflops_of(device_name)
+    achieved = flops / sec / 1e12
+    return BenchmarkResult(
+        settings=asdict(settings), device_name=device_name, torch_version=torch.__version__,
+        params_trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        sec_per_iter=sec, iter_per_sec=1.0 / sec, pairs_per_sec=settings.batch_size / sec,
+        iter_times=times, peak_memory_bytes=int(peak_mem), peak_memory_kind=mem_kind,
+        flops_per_iter=float(flops), achieved_tflops=achieved, peak_tflops=peak,
+        mfu=None if peak is None else achieved / peak, inference=inference,
+        fp32_check=fp32_check)
+
+
+def format_markdown(result: BenchmarkResult) -> str:
+    """Render a result as markdown tables (metrics, then the fp32 check if any)."""
+    s = result.settings
+    mfu = 'n/a (no peak for this device; pass --peak-tflops)' if result.mfu is None else (
+        f'{100 * result.mfu:.1f} % of {result.peak_tflops:g} TFLOP/s')
+    rows = [
+        ('device', result.device_name),
+        ('preset / batch / size (HxW)', f"{s['preset']} / {s['batch_size']} / "
+         f"{s['size'][0]}x{s['size'][1]}"),
+        ('amp / attention / grad ckpt', f"{s['amp']} / {s['attention']} / "
+         f"{s['gradient_checkpointing']}"),
+        ('vae dtype / fusion stride / compile / fused AdamW',
+         f"{s['vae_dtype'] or 'config'} / {s['fusion_stride'] or 'none (s0 size)'} / "
+         f"{s['compile']} / {s['fused_adamw']}"),
+        ('trainable parameters', f'{result.params_trainable / 1e6:.2f} M'),
+        ('s/iter (median)', f'{result.sec_per_iter:.4f}'),
+        ('it/s', f'{result.iter_per_sec:.3f}'),
+        ('pairs/s', f'{result.pairs_per_sec:.3f}'),
+        ('peak memory', f'{result.peak_memory_bytes / 2**30:.3f} GiB ({result.peak_memory_kind})'),
+        ('FLOPs/iter (model, meta count)', f'{result.flops_per_iter / 1e12:.4f} T'),
+        ('achieved TFLOP/s', f'{result.achieved_tflops:.4f}'),
+        ('MFU (bf16 peak)', mfu),
+    ]
+    rows += [(f'inference img/s at {k} (HxW)', f'{v:.2f}') for k, v in result.inference.items()]
+    lines = ['| metric | value |', '|---|---|'] + [f'| {k} | {v} |' for k, v in rows]
+    if result.fp32_check:
+        lines += ['', f"| loss term | fp32 | {s['amp']} | relative difference |",
+                  '|---|---|---|---|']
+        lines += [f"| {k} | {v['fp32']:.6g} | {v['mixed']:.6g} | {v['rel_diff']:.2e} |"
+                  for k, v in result.fp32_check.items()]
+    return '\n'.join(lines)

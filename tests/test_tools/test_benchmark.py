@@ -1,0 +1,140 @@
+"""tools/benchmark.py and madm/utils/benchmark.py on the CPU with the tiny SD preset."""
+import json
+import os.path as osp
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from _helpers import REPO_ROOT
+from madm.utils.benchmark import (BenchmarkSettings, benchmark_model_cfg, build_benchmark_model,
+                                  compare_precision, count_flops_on_meta, count_train_step_flops,
+                                  peak_tflops_of, synthetic_batch)
+
+sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
+import benchmark as benchmark_tool  # noqa: E402
+
+EVENT_CONFIG = osp.join(REPO_ROOT, 'configs', 'madm', 'rgb2event.py')
+SIZE = (64, 64)
+
+
+def event_cfg() -> Config:
+    return Config.fromfile(EVENT_CONFIG)
+
+
+def tiny_settings(**kw) -> BenchmarkSettings:
+    return BenchmarkSettings(**dict(dict(preset='tiny', device='cpu', batch_size=2, size=SIZE,
+                                         iters=1, warmup=1, amp='none'), **kw))
+
+
+@pytest.mark.slow
+def test_cli_tiny_cpu_end_to_end(tmp_path, capsys):
+    out = tmp_path / 'result.json'
+    result = benchmark_tool.main([
+        EVENT_CONFIG, '--preset', 'tiny', '--device', 'cpu', '--batch', '2', '--size', '64', '64',
+        '--iters', '2', '--warmup', '1', '--amp', 'bf16', '--fusion-stride', '4',
+        '--check-fp32', '--inference-sizes', '64x128', '--out', str(out)])
+    printed = capsys.readouterr().out
+    with open(out) as f:
+        saved = json.load(f)
+    assert saved == json.loads(json.dumps(result))
+    assert saved['settings']['size'] == [64, 64] and saved['settings']['fusion_stride'] == 4
+    assert saved['flops_per_iter'] > 1e8
+    assert len(saved['iter_times']) == 2 and all(t > 0 for t in saved['iter_times'])
+    assert saved['sec_per_iter'] == pytest.approx(sum(saved['iter_times']) / 2)  # median of 2
+    assert saved['iter_per_sec'] == pytest.approx(1 / saved['sec_per_iter'])
+    assert saved['pairs_per_sec'] == pytest.approx(2 * saved['iter_per_sec'])
+    assert saved['achieved_tflops'] == pytest.approx(
+        saved['flops_per_iter'] / saved['sec_per_iter'] / 1e12)
+    assert saved['peak_memory_bytes'] > 100 * 2**20 and 'ru_maxrss' in saved['peak_memory_kind']
+    assert saved['mfu'] is None and saved['peak_tflops'] is None  # no peak for a CPU
+    assert set(saved['inference']) == {'64x128'} and saved['inference']['64x128'] > 0
+    # Event: LPLR on the source only (method.md §5.2), so there is no mixed LPLR term.
+    assert set(saved['fp32_check']) == {'src.loss_ce', 'src.loss_lplr', 'mix.loss_ce'}
+    for term in saved['fp32_check'].values():
+        assert term['rel_diff'] == pytest.approx(
+            abs(term['mixed'] - term['fp32']) / abs(term['fp32']))
+        assert term['rel_diff'] < 0.05  # bf16 autocast agrees with fp32
+    assert '| FLOPs/iter (model, meta count) |' in printed
+    assert f"| it/s | {saved['iter_per_sec']:.3f} |" in printed
+    assert '| src.loss_lplr |' in printed and 'n/a' in printed
+
+
+def test_flops_only_needs_no_run(tmp_path, capsys):
+    out = tmp_path / 'flops.json'
+    benchmark_tool.main([EVENT_CONFIG, '--preset', 'tiny', '--size', '64', '64', '--flops-only',
+                         '--out', str(out)])
+    with open(out) as f:
+        saved = json.load(f)
+    assert set(saved) == {'settings', 'flops_per_iter'} and saved['flops_per_iter'] > 1e8
+    assert '| tiny | 2 | 64x64 | none |' in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_meta_count_equals_count_of_a_real_step():
+    cfg = event_cfg()
+    # No jitter or blur: their small einsum/convolution depend on random draws that the meta
+    # run's placeholder ClassMix shifts; everything else must match exactly.
+    cfg.model.strong_aug = dict(jitter_prob=0.0, blur_prob=0.0)
+    # 'math' attention: FlopCounterMode does not count the CPU's fused SDPA kernel, which is
+    # why the benchmark counts on meta, where SDPA decomposes into counted matmuls.
+    settings = tiny_settings(attention='math')
+    meta_flops = count_flops_on_meta(cfg, settings)
+    model = build_benchmark_model(cfg, settings)
+    real_flops = count_train_step_flops(model, synthetic_batch(2, SIZE, model.num_classes))
+    assert meta_flops == real_flops > 0
+    assert all(p.grad is None for p in model.parameters())
+    # Model FLOPs do not depend on the attention kernel.
+    assert count_flops_on_meta(cfg, tiny_settings(attention='sdpa')) == meta_flops
+
+
+def test_model_cfg_substitutes_preset_and_levers():
+    cfg = event_cfg()
+    model_cfg = benchmark_model_cfg(cfg, tiny_settings(fusion_stride=4, attention='math',
+                                                       vae_dtype='bfloat16'))
+    assert 'pretrained' not in model_cfg.backbone and model_cfg.backbone.preset == 'tiny'
+    assert model_cfg.backbone.attention == 'math' and model_cfg.backbone.vae_dtype == 'bfloat16'
+    # tiny taps 11/8/5 have 32/64/64 channels, plus the 3-channel s0 (sd14: 320/640/1280).
+    assert model_cfg.neck.in_channels == [3, 32, 64, 64]
+    assert model_cfg.decode_head.in_channels == [16, 32, 32, 32]
+    assert model_cfg.decode_head.in_strides == [1, 8, 16, 32]
+    sd14 = benchmark_model_cfg(cfg, BenchmarkSettings(preset='sd14'))
+    assert sd14.neck.in_channels == [3, 320, 640, 1280]
+    assert sd14.decode_head.channels == 256 and 'fusion_stride' not in sd14.decode_head
+    assert cfg.model.backbone.pretrained  # the task config itself is untouched
+
+
+def test_compare_precision_restores_state_and_rng():
+    cfg = event_cfg()
+    model = build_benchmark_model(cfg, tiny_settings())
+    batch = synthetic_batch(2, SIZE, model.num_classes)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    # fp32 against fp32: identical only if weights, BN statistics, the adaptation generator
+    # and dropout's RNG are all restored between the two runs.
+    same = compare_precision(model, batch, 'none')
+    assert same and all(v['rel_diff'] == 0.0 for v in same.values())
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_synthetic_batch_has_region_labels():
+    batch = synthetic_batch(3, (64, 96), num_classes=5, seed=1)
+    assert len(batch['source']['inputs']) == len(batch['target']['inputs']) == 3
+    assert batch['target']['inputs'][0].shape == (3, 64, 96)
+    assert batch['target']['inputs'][0].dtype == torch.uint8
+    assert 'gt_sem_seg' not in batch['target']['data_samples'][0]
+    label = batch['source']['data_samples'][0].gt_sem_seg.data[0]
+    assert label.shape == (64, 96)
+    assert (label[:8] == 255).all() and ((label[8:] >= 0) & (label[8:] < 5)).all()
+    cells = label[16:].reshape(3, 16, 6, 16)  # constant over every 16x16 cell
+    assert (cells == cells[:, :1, :, :1]).all()
+    again = synthetic_batch(3, (64, 96), num_classes=5, seed=1)
+    assert torch.equal(again['source']['inputs'][2], batch['source']['inputs'][2])
+
+
+@pytest.mark.parametrize('name, peak', [('NVIDIA H100 80GB HBM3', 989.0),
+                                        ('NVIDIA H100 PCIe', 756.0),
+                                        ('NVIDIA H200', 989.0), ('Tesla T4', None)])
+def test_peak_table(name, peak):
+    assert peak_tflops_of(name) == peak

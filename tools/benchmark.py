@@ -1,0 +1,95 @@
+"""Training speed, peak memory, FLOPs and MFU of a MADM config on random-weight SD (issue 8).
+
+    python tools/benchmark.py configs/madm/rgb2event.py --preset sd14 --device cuda \\
+        --batch 2 --size 512 512 --iters 10 --warmup 3 --amp bf16 --out result.json
+    python tools/benchmark.py configs/madm/rgb2event.py --preset tiny --device cpu \\
+        --size 128 128 --iters 3 --warmup 1 --amp none
+
+Each speed lever is one flag, so one run per lever measures it on or off. No SD folder and no
+dataset are read: the backbone is the chosen preset with random weights, the batches synthetic.
+FLOPs are counted on a meta-device copy (``--flops-only`` stops there, e.g. for sd14 at 512x512
+on a machine that cannot run it). See madm/utils/benchmark.py for how each number is measured.
+Prints a markdown table at the end; ``--out`` also writes it as JSON.
+"""
+import argparse
+import json
+
+import madm  # noqa: F401  isort: skip
+from mmengine.config import Config, DictAction
+
+from madm.utils import atomic_write_json
+from madm.utils.benchmark import (BenchmarkSettings, count_flops_on_meta, format_markdown,
+                                  run_benchmark)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('config', help='task config, e.g. configs/madm/rgb2event.py')
+    parser.add_argument('--preset', choices=('sd14', 'tiny'), default='sd14',
+                        help='random-weight SD architecture (tiny also shrinks neck and head)')
+    parser.add_argument('--device', choices=('cuda', 'cpu'), default='cuda')
+    parser.add_argument('--batch', type=int, default=2, help='source/target pairs per iteration')
+    parser.add_argument('--size', type=int, nargs=2, default=(512, 512), metavar=('H', 'W'),
+                        help='crop size, multiples of 64')
+    parser.add_argument('--iters', type=int, default=10, help='timed iterations (median)')
+    parser.add_argument('--warmup', type=int, default=3, help='untimed iterations first')
+    parser.add_argument('--amp', choices=('bf16', 'fp16', 'none'), default='bf16',
+                        help='autocast dtype; fp16 adds a dynamic GradScaler (the reference)')
+    parser.add_argument('--grad-checkpointing', action='store_true',
+                        help='recompute UNet activations in backward')
+    parser.add_argument('--attention', choices=('sdpa', 'math'), default='sdpa')
+    parser.add_argument('--vae-dtype', choices=('float32', 'float16', 'bfloat16'), default=None,
+                        help="VAE weight dtype (it always runs without grad); default: config's")
+    parser.add_argument('--fusion-stride', type=int, default=None,
+                        help='DAFormer fusion at 1/s of the image (default: at s0, stride 1)')
+    parser.add_argument('--compile', action='store_true', help='torch.compile the UNet')
+    parser.add_argument('--fused-adamw', action='store_true', help='AdamW(fused=True)')
+    parser.add_argument('--check-fp32', action='store_true',
+                        help='compare the loss terms of one step in fp32 and under --amp')
+    parser.add_argument('--peak-tflops', type=float, default=None,
+                        help='device peak for MFU (known GPUs are looked up; CPUs have none)')
+    parser.add_argument('--flops-only', action='store_true',
+                        help='only count FLOPs per iteration on the meta device, run nothing')
+    parser.add_argument('--inference-sizes', nargs='*', default=['512x512', '448x640'],
+                        metavar='HxW', help='sizes of the inference images/s timing; default: '
+                        "512x512 and DSEC's 640x440 padded to 640x448 (W x H); none skips it")
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, e.g. model.lplr.mixed_weight=1.0')
+    parser.add_argument('--out', help='write the result as JSON here')
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark, print its markdown table and return the result as a dict."""
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    settings = BenchmarkSettings(
+        preset=args.preset, device=args.device, batch_size=args.batch, size=tuple(args.size),
+        iters=args.iters, warmup=args.warmup, amp=args.amp,
+        gradient_checkpointing=args.grad_checkpointing, attention=args.attention,
+        vae_dtype=args.vae_dtype, fusion_stride=args.fusion_stride, compile=args.compile,
+        fused_adamw=args.fused_adamw, seed=args.seed)
+    if args.flops_only:
+        flops = count_flops_on_meta(cfg, settings)
+        result = dict(settings=vars(settings), flops_per_iter=float(flops))
+        print(f'| preset | batch | size (HxW) | fusion stride | FLOPs/iter (model, meta count) |\n'
+              f'|---|---|---|---|---|\n| {args.preset} | {args.batch} | '
+              f'{args.size[0]}x{args.size[1]} | {args.fusion_stride or "none"} | '
+              f'{flops / 1e12:.3f} T |')
+    else:
+        sizes = tuple(tuple(int(v) for v in hw.lower().split('x')) for hw in args.inference_sizes)
+        measured = run_benchmark(cfg, settings, check_fp32=args.check_fp32,
+                                 inference_sizes=sizes, peak_tflops=args.peak_tflops)
+        print(format_markdown(measured))
+        result = measured.to_dict()
+    if args.out:
+        atomic_write_json(args.out, result)
+    return result
+
+
+if __name__ == '__main__':
+    main()
