@@ -62,3 +62,15 @@ def test_train_then_test_then_resume(tiny_seg_dataset, tmp_path):
     log = proc.stdout + proc.stderr
     assert re.search(r'resumed epoch: 0, iter: 2', log), log[-3000:]
     assert osp.isfile(osp.join(work_dir, 'iter_3.pth'))
+
+
+def test_mmseg_packaged_train_script_runs_a_madm_config(tiny_seg_dataset, tmp_path):
+    """mmseg's own tools/train.py (which never imports madm) works through custom_imports."""
+    import mmseg
+    script = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools', 'train.py')
+    work_dir = str(tmp_path / 'mmseg_tool')
+    run_tool([script, CONFIG, '--work-dir', work_dir, '--cfg-options', 'train_cfg.max_iters=1',
+              'train_cfg.val_interval=1',
+              f'train_dataloader.dataset.data_root={tiny_seg_dataset}',
+              f'val_dataloader.dataset.data_root={tiny_seg_dataset}'])
+    assert osp.isfile(osp.join(work_dir, 'iter_1.pth'))
