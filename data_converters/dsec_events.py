@@ -33,6 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.backend == 'tonic':
+        # GPL-3.0 backend: lives beside this script, never inside the madm package.
+        import tonic_backend  # noqa: F401  registers 'tonic'
     summary = convert_dsec_events(
         args.events_root, args.out_root, semantic_root=args.semantic_root,
         sequences=args.sequences, representation=args.representation, backend=args.backend,

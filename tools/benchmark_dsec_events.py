@@ -12,6 +12,7 @@ tracemalloc peak of a second run, to show it follows the window, not the recordi
 """
 import argparse
 import os.path as osp
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -86,6 +87,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> list[dict]:
     """Run the benchmark, print a markdown table and return its rows."""
     args = parse_args(argv)
+    if 'tonic' in args.backends:
+        # GPL-3.0 backend: lives in data_converters/, never inside the madm package.
+        sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                                    'data_converters'))
+        import tonic_backend  # noqa: F401  registers 'tonic'
     rows = []
     with tempfile.TemporaryDirectory() as root:
         recording = make_recording(root, args.num_events, args.windows, args.seed)

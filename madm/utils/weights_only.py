@@ -5,7 +5,7 @@ torch ≥ 2.6 loads with ``weights_only=True`` by default, and mmengine 0.10.7 c
 the MessageHub's ``HistoryBuffer`` objects and numpy arrays, scalars and dtypes, none
 of which the weights-only unpickler accepts, so ``resume`` and ``load_from`` fail.
 
-Instead of switching the protection off (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``
+Instead of switching the protection off (torch's environment switch to force unsafe loads
 would do it for every load in the process), madm *writes* checkpoints that need no
 exception: :func:`encode_checkpoint` replaces each such object with a tagged dict of
 tensors and builtins before saving, and :func:`decode_checkpoint` restores it after

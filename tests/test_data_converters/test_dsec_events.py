@@ -10,11 +10,16 @@ import numpy as np
 import pytest
 
 from madm.datasets.conversion.dsec_events import (
-    DSECEventReader, NumpyEventRenderer, TonicEventRenderer, convert_dsec_events,
+    DSECEventReader, NumpyEventRenderer, convert_dsec_events,
     find_semantic_timestamps, label_windows)
 from madm.datasets.conversion.event_representations import identity_rectify_map
 from madm.datasets.conversion.event_simulator import write_events_h5, write_rectify_map
 from madm.utils.paths import MissingDataError
+from _helpers import REPO_ROOT
+
+# The GPL-3.0 tonic backend lives outside the madm package, in data_converters/.
+sys.path.insert(0, osp.join(REPO_ROOT, 'data_converters'))
+from tonic_backend import TonicEventRenderer  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 T_OFFSET = 49_599_300_000
@@ -127,6 +132,13 @@ def test_bad_inputs_raise_one_clear_error(tmp_path):
         find_semantic_timestamps(str(rec_root), SEQ)
 
 
+def test_madm_alone_has_no_tonic_backend_and_says_where_it_is(monkeypatch):
+    from madm.datasets.conversion import dsec_events
+    monkeypatch.delitem(dsec_events.RENDERER_BACKENDS, 'tonic', raising=False)
+    with pytest.raises(ValueError, match='data_converters/dsec_events.py --backend tonic'):
+        dsec_events.build_renderer(identity_rectify_map(480, 640), 'edge', backend='tonic')
+
+
 def test_missing_tonic_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, 'tonic', None)
     with pytest.raises(ImportError, match=r'pip install madm\[tonic\]'):
@@ -154,11 +166,16 @@ def test_cli_help_and_run(tmp_path, capsys):
               '--sequences', SEQ])
     assert '3 frames written' in capsys.readouterr().out
     assert cv2.imread(str(tmp_path / 'out' / SEQ / '000003.png')).shape == (440, 640, 3)
+    # --backend tonic loads the GPL backend from beside the script.
+    cli.main([str(tmp_path / 'events'), str(tmp_path / 'out_tonic'), '--backend', 'tonic',
+              '--sequences', SEQ])
+    assert '3 frames written' in capsys.readouterr().out
 
 
 def test_benchmark_main_runs_on_a_tiny_recording(capsys):
     bench = _load_script('tools/benchmark_dsec_events.py')
     rows = bench.main(['--num-events', '3000', '--windows', '2', '--representations', 'edge',
-                       '--backends', 'numpy'])
-    assert len(rows) == 1 and rows[0]['events'] > 0 and rows[0]['peak'] > 0
-    assert '| edge | numpy |' in capsys.readouterr().out
+                       '--backends', 'numpy', 'tonic'])
+    assert len(rows) == 2 and all(r['events'] > 0 and r['peak'] > 0 for r in rows)
+    out = capsys.readouterr().out
+    assert '| edge | numpy |' in out and '| edge | tonic |' in out

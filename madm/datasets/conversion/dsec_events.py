@@ -21,9 +21,10 @@ images (data-formats.md §1.7). Events are read one window at a time through
 
 Two backends render the same representations: ``numpy`` (default) accumulates
 events per sensor pixel and splats that grid once through a precomputed
-rectification table; ``tonic`` (optional, GPL-3.0, ``pip install madm[tonic]``)
-rounds rectified coordinates to pixels and uses tonic's ``ToImage`` /
-``ToVoxelGrid``. On integer rectify maps the two agree before quantisation.
+rectification table; ``tonic`` (optional, GPL-3.0, ``pip install madm[tonic]``; it lives
+in ``data_converters/tonic_backend.py``, outside the madm package) rounds rectified
+coordinates to pixels and uses tonic's ``ToImage`` / ``ToVoxelGrid``. On integer rectify
+maps the two agree before quantisation.
 """
 import math
 import os
@@ -43,7 +44,7 @@ from .event_representations import (Representation, edge_image, histogram_image,
                                     latest_timestamp, make_rectify_splat, polarity_histogram,
                                     rectify_image, rectify_image_max, voxel_grid, voxel_image)
 
-Backend = Literal['numpy', 'tonic']
+Backend = str  # 'numpy', or 'tonic' once data_converters/tonic_backend.py is imported
 SENSOR_HEIGHT, SENSOR_WIDTH = 480, 640
 LABEL_HEIGHT = 440  # DSEC-Semantic labels drop the bottom 40 sensor rows
 EVENTS_FILE = osp.join('events', 'left', 'events.h5')
@@ -221,90 +222,10 @@ class NumpyEventRenderer:
     def __call__(self, events: dict[str, np.ndarray], t_start: int, t_end: int) -> np.ndarray:
         """Render a window to ``(440, 640)`` (edge) or ``(440, 640, 3)`` uint8."""
         grid, latest = self.accumulate(events, t_start, t_end)
-        return _quantise(self.representation, grid, latest, len(events['t']))
+        return quantise(self.representation, grid, latest, len(events['t']))
 
 
-class TonicEventRenderer:
-    """Render a window with tonic's transforms (GPL-3.0 optional backend).
-
-    tonic needs integer pixels, so rectified coordinates are rounded (events
-    mapped outside the sensor, or below row 440, are dropped). Counts come from
-    ``ToImage`` (edge = ON - OFF, histogram) and the 3-bin grid from
-    ``ToVoxelGrid``. tonic normalises time to ``[0, B]`` and drops events at
-    ``B``; two cancelling events at the first timestamp and one at
-    ``t[0] + B/(B-1) * (t[-1] - t[0])`` make its bins equal ESS's
-    ``(B-1) * (t - t[0]) / (t[-1] - t[0])`` used by the numpy backend.
-
-    Args:
-        rectify_map (np.ndarray): ``(480, 640, 2)`` rectification map.
-        representation (Representation): 'edge', 'histogram' or 'voxel'.
-        out_height (int): Rows kept after rectification. Defaults to 440.
-    """
-
-    def __init__(self, rectify_map: np.ndarray, representation: Representation,
-                 out_height: int = LABEL_HEIGHT) -> None:
-        try:
-            import tonic  # GPL-3.0: imported only on this code path
-        except ImportError as e:
-            raise ImportError('The tonic backend needs the optional GPL-3.0 package tonic: '
-                              '`pip install madm[tonic]`, or use --backend numpy.') from e
-        self.tonic = tonic
-        self.rectify_map = rectify_map
-        self.representation = representation
-        self.out_height = out_height
-        self.sensor_size = (rectify_map.shape[1], out_height, 2)
-
-    def _rectified_structured(self, events: dict[str, np.ndarray]) -> np.ndarray:
-        height, width = self.rectify_map.shape[:2]
-        xy = self.rectify_map[events['y'], events['x']].astype(np.float64)
-        inside = ((xy[:, 0] >= 0) & (xy[:, 0] <= width - 1) & (xy[:, 1] >= 0)
-                  & (xy[:, 1] <= height - 1))
-        xi, yi = np.rint(xy[:, 0]).astype(np.int64), np.rint(xy[:, 1]).astype(np.int64)
-        keep = inside & (yi < self.out_height)
-        # tonic pitfall (environment.md §5): polarity must be int8 0/1
-        return self.tonic.io.make_structured_array(
-            xi[keep], yi[keep], events['t'][keep], events['p'][keep].astype(np.int8),
-            dtype=np.dtype([('x', '<i2'), ('y', '<i2'), ('t', '<i8'), ('p', 'i1')]))
-
-    def _voxel(self, structured: np.ndarray, t_first: int, t_last: int, bins: int) -> np.ndarray:
-        span = max(t_last - t_first, 1)
-        # integer time rescaling by (B-1) keeps the end sentinel exact
-        ext = np.zeros(len(structured) + 3, structured.dtype)
-        ext['t'][:2] = 0
-        ext['p'][:2] = (1, 0)
-        ext[2:-1] = structured
-        ext['t'][2:-1] = (structured['t'] - t_first) * (bins - 1)
-        ext['t'][-1] = span * bins
-        grid = self.tonic.transforms.ToVoxelGrid(self.sensor_size, n_time_bins=bins)(ext)
-        return grid[:, 0].astype(np.float32)
-
-    def accumulate(self, events: dict[str, np.ndarray], t_start: int,
-                   t_end: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Same contract as :meth:`NumpyEventRenderer.accumulate`."""
-        width, height = self.sensor_size[:2]
-        structured = self._rectified_structured(events)
-        if len(structured) == 0:
-            channels = {'edge': 1, 'histogram': 2, 'voxel': 3}[self.representation]
-            empty = np.zeros((channels, height, width), np.float32)
-            return empty, (np.zeros((height, width), np.float32)
-                           if self.representation == 'histogram' else None)
-        if self.representation == 'voxel':
-            t = events['t']
-            return self._voxel(structured, int(t[0]), int(t[-1]), 3), None
-        counts = self.tonic.transforms.ToImage(self.sensor_size)(structured).astype(np.float32)
-        if self.representation == 'edge':
-            return (counts[1] - counts[0])[None], None
-        latest = latest_timestamp(structured['x'], structured['y'], structured['t'], height,
-                                  width, t_start, t_end)
-        return counts, latest
-
-    def __call__(self, events: dict[str, np.ndarray], t_start: int, t_end: int) -> np.ndarray:
-        """Render a window to ``(440, 640)`` (edge) or ``(440, 640, 3)`` uint8."""
-        grid, latest = self.accumulate(events, t_start, t_end)
-        return _quantise(self.representation, grid, latest, len(events['t']))
-
-
-def _quantise(representation: Representation, grid: np.ndarray, latest: np.ndarray | None,
+def quantise(representation: Representation, grid: np.ndarray, latest: np.ndarray | None,
               num_events: int) -> np.ndarray:
     if representation == 'edge':
         return edge_image(grid[0], num_events)
@@ -313,17 +234,25 @@ def _quantise(representation: Representation, grid: np.ndarray, latest: np.ndarr
     return voxel_image(grid)
 
 
+#: Renderer classes by backend name. The optional GPL-3.0 ``tonic`` backend is not part of
+#: the madm package: ``data_converters/tonic_backend.py`` registers it when imported.
+RENDERER_BACKENDS: dict[str, Callable] = {'numpy': NumpyEventRenderer}
+
+
 def build_renderer(rectify_map: np.ndarray, representation: Representation,
-                   backend: Backend = 'numpy') -> NumpyEventRenderer | TonicEventRenderer:
-    """Renderer for ``backend`` ('numpy' or the optional GPL 'tonic')."""
+                   backend: Backend = 'numpy'):
+    """Renderer for ``backend``: 'numpy', or a backend registered in :data:`RENDERER_BACKENDS`."""
     if representation not in ('edge', 'histogram', 'voxel'):
         raise ValueError(f'unknown representation {representation!r}; '
                          f"choose 'edge', 'histogram' or 'voxel'")
-    if backend == 'numpy':
-        return NumpyEventRenderer(rectify_map, representation)
-    if backend == 'tonic':
-        return TonicEventRenderer(rectify_map, representation)
-    raise ValueError(f"unknown backend {backend!r}; choose 'numpy' or 'tonic'")
+    if backend not in RENDERER_BACKENDS:
+        if backend == 'tonic':
+            raise ValueError('The tonic backend (GPL-3.0) is an optional extra outside the madm '
+                             'package: run `python data_converters/dsec_events.py --backend tonic` '
+                             '(needs `pip install madm[tonic]`), or import '
+                             'data_converters/tonic_backend.py first.')
+        raise ValueError(f'unknown backend {backend!r}; available: {sorted(RENDERER_BACKENDS)}')
+    return RENDERER_BACKENDS[backend](rectify_map, representation)
 
 
 @dataclass
