@@ -153,3 +153,18 @@ def test_cli_help_and_bad_event_size(tmp_path):
     with pytest.raises(ValueError, match='640x480'):
         cli.main(['--out', str(tmp_path), '--modality', 'event', '--num-source', '0',
                   '--target-size', '320', '240'])
+
+
+def test_no_object_fills_the_view():
+    """Objects stand at least 6 m away (16 m for buses/trucks), so none covers the frame."""
+    ground_and_sky = (syn.ROAD, syn.SIDEWALK, syn.TERRAIN, syn.SKY, syn.BUILDING, syn.WALL)
+    largest = []
+    for i in range(30):
+        scene = syn.generate_scene(120, 160, np.random.default_rng(i))
+        objects = [k for k, c in enumerate(scene.classes) if c not in ground_and_sky]
+        areas = np.bincount(scene.instance.ravel(), minlength=len(scene.classes))[objects]
+        largest.append(areas.max() / scene.instance.size if len(objects) else 0.0)
+    # a 4.5 m car at 8 m on a 160 px wide, 0.9*W focal image: 4.5 * 144 / 8 = 81 px of 160
+    assert max(largest) < 0.35
+    # and the scenes are not empty of objects either
+    assert np.mean(largest) > 0.005

@@ -89,6 +89,10 @@ _DOMAIN_IDS = {'cityscapes': 0, 'deliver': 1, 'fmb': 2, 'dsec': 3}
 _SPLIT_IDS = {'train': 0, 'test': 1}
 _CAMERA_HEIGHT_M = 1.5
 _MAX_DEPTH_M = 1000.0
+# Object distances (metres): large vehicles keep further away so that none fills the view
+_MIN_OBJECT_DEPTH_M = dict(car=8.0, person=6.0, pole=6.0, tree=10.0, fence=8.0, bicycle=7.0,
+                           bus=16.0, truck=16.0)
+_MAX_OBJECT_DEPTH_M = 70.0
 _DSEC_T0_US = 49_599_300_000  # a realistic absolute DSEC time (data-formats.md §1.4)
 _DSEC_FRAME_US = 50_000  # 20 Hz labels
 _DSEC_SUBFRAMES = 6  # rendered frames per window for the simulator
@@ -195,9 +199,12 @@ class _SceneBuilder:
         for kind, low, high in (('car', 1, 6), ('person', 0, 5), ('pole', 1, 4), ('tree', 0, 3),
                                 ('fence', 0, 2), ('bicycle', 0, 2), ('bus', 0, 1), ('truck', 0, 1)):
             for _ in range(rng.integers(low, high + 1)):
-                # skewed toward the horizon: most objects are far and small, as in traffic
-                u = rng.uniform(0.08, 0.9) ** 2.0
-                objects.append((self.horizon + u * (1.05 * h - self.horizon), kind))
+                # Log-uniform distance: most objects are far and small, as in traffic. The
+                # minimum keeps any object from filling the view (a bus 3 m away would
+                # turn a whole frame, and its label, into one class).
+                depth = np.exp(rng.uniform(np.log(_MIN_OBJECT_DEPTH_M[kind]),
+                                           np.log(_MAX_OBJECT_DEPTH_M)))
+                objects.append((self.horizon + _CAMERA_HEIGHT_M * self.focal / depth, kind))
         for base, kind in sorted(objects, key=lambda o: o[0]):
             self._object(kind, base)
         return StreetScene(

@@ -1,0 +1,71 @@
+# Synthetic Cityscapes-like RGB (labelled source) -> synthetic DSEC-like events (target), 11
+# classes, at demo scale: data_converters/synthetic.py writes the data under
+# $MADM_DEMO_DATA/event (default data/demo/event); tools/demo.py sets the variable.
+# Demo departures from uda_cityscapes_dsec_event.py: everything is ~128 px wide (source
+# 128x64, events 640x440 -> 128x88) with 64x64 crops, no rare-class sampling (the
+# synthetic source has no class-stats files and rare classes are drawn often enough), and
+# one loader worker (2 CPU cores).
+demo_root = '{{$MADM_DEMO_DATA:data/demo}}'
+data_root = demo_root + '/event'
+cityscapes_root = data_root + '/cityscapes'
+dsec_root = data_root + '/DSEC'
+task = 'event'
+crop_size = (64, 64)
+target_scale = (128, 88)  # (W, H): 640x440 events at the source's pixels per degree
+
+source_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='RandomCrop', crop_size=crop_size),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='MapLabels'),  # 19 Cityscapes trainIds -> the task's classes
+    dict(type='PackSegInputs'),
+]
+# 'area' keeps one-pixel event edges visible after a 5x downscale (bilinear drops them).
+target_resize = dict(type='Resize', scale=target_scale, keep_ratio=False, interpolation='area')
+target_pipeline = [
+    dict(type='LoadModalityImage', max_height=440),
+    target_resize,
+    dict(type='RandomCrop', crop_size=crop_size),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs'),
+]
+# The oracle trains on the target train split with its labels.
+oracle_pipeline = [
+    dict(type='LoadModalityImage', max_height=440),
+    dict(type='LoadLabelMap'),
+    dict(type='MapLabels'),
+    target_resize,
+    dict(type='RandomCrop', crop_size=crop_size),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs'),
+]
+# The model sees 128x88; predictions are scored at the labels' 640x440.
+test_pipeline = [
+    dict(type='LoadModalityImage', max_height=440),
+    target_resize,
+    dict(type='LoadLabelMap'),
+    dict(type='MapLabels'),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=1,
+    persistent_workers=True,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
+    dataset=dict(
+        type='UDADataset',
+        source=dict(type='CityscapesTaskDataset', task=task, data_root=cityscapes_root,
+                    split='train', pipeline=source_pipeline),
+        target=dict(type='DSECEventDataset', data_root=dsec_root, split='train',
+                    pipeline=target_pipeline)))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=1,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='DSECEventDataset', data_root=dsec_root, split='test',
+                 pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='ClassIoUMetric', iou_metrics=['mIoU'])
+test_evaluator = val_evaluator

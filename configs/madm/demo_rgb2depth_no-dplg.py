@@ -1,0 +1,3 @@
+# Depth demo ablation: MADM without DPLG (clean-latent pseudo-labels, method.md §4).
+_base_ = ['./demo_rgb2depth.py']
+model = dict(dplg=None)

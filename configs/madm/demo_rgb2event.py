@@ -1,0 +1,18 @@
+# MADM demo, synthetic RGB -> synthetic events (11 classes) on the tiny SD preset, CPU, a few
+# minutes (tools/demo.py). Reference settings: configs/madm/rgb2event.py.
+_base_ = [
+    '../_base_/models/madm_tiny.py', '../_base_/datasets/demo_rgb2event.py',
+    '../_base_/schedules/demo_cpu.py'  # includes default_runtime.py
+]
+num_classes = 11
+# Task palette (method.md §8.3); it paints labels for LPLR and must match the dataset's.
+palette = [[70, 130, 180], [70, 70, 70], [190, 153, 153], [220, 20, 60], [153, 153, 153],
+           [128, 64, 128], [244, 35, 232], [107, 142, 35], [0, 0, 142], [102, 102, 156],
+           [250, 170, 30]]
+model = dict(
+    palette=palette,
+    decode_head=dict(num_classes=num_classes),
+    # Event reference: t0 = 50, decayed to 0 over 80% of the schedule (method.md §4).
+    dplg=dict(start_timestep_range=(50, 51), end_iter=160),
+    # Event reference: source-only LPLR, weight 20 (configs/madm/rgb2event.py).
+    lplr=dict(source_weight=20.0, mixed_weight=0.0))

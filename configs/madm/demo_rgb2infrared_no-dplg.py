@@ -1,0 +1,3 @@
+# Infrared demo ablation: MADM without DPLG (clean-latent pseudo-labels, method.md §4).
+_base_ = ['./demo_rgb2infrared.py']
+model = dict(dplg=None)

@@ -1,0 +1,3 @@
+# Infrared demo ablation: MADM without LPLR (no latent palette regression, method.md §5).
+_base_ = ['./demo_rgb2infrared.py']
+model = dict(lplr=None)

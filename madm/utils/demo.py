@@ -1,0 +1,424 @@
+"""The embedded demo: synthetic RGB -> depth / infrared / event adaptation on a CPU.
+
+One demo run (``tools/demo.py``, ``make demo``) is five stages::
+
+    prepare_demo_data()            data_converters/synthetic.py's generator (resumable)
+    run_variant('source-only')     tools/train.py + tools/test.py in subprocesses
+    run_variant('madm')
+    run_variant('oracle')
+    format_demo_table()            one markdown table of target mIoU
+
+Every variant is a leaf config ``configs/madm/demo_rgb2<modality>[_<variant>].py`` on the
+tiny SD preset. The data folder reaches the configs through the ``MADM_DEMO_DATA``
+environment variable (``configs/_base_/datasets/demo_*.py``). A variant whose
+``results.json`` exists is not run again, so an interrupted demo resumes.
+"""
+import json
+import math
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from mmengine.logging import print_log
+
+from madm.evaluation import format_markdown_table
+
+Modality = Literal['depth', 'infrared', 'event']
+Variant = Literal['source-only', 'madm', 'oracle', 'no-dplg', 'no-lplr']
+
+MODALITIES: tuple[str, ...] = ('event', 'depth', 'infrared')
+#: The demo table's rows, in order: baseline, method, upper bound.
+DEMO_VARIANTS: tuple[str, ...] = ('source-only', 'madm', 'oracle')
+ABLATION_VARIANTS: tuple[str, ...] = ('no-dplg', 'no-lplr')
+VARIANT_NAMES = {'source-only': 'source-only', 'madm': 'MADM', 'oracle': 'oracle (target labels)',
+                 'no-dplg': 'MADM w/o DPLG', 'no-lplr': 'MADM w/o LPLR'}
+#: Smallest oracle - source-only mIoU difference that counts as a gap to close.
+MIN_GAP = 1.0
+_REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+@dataclass(frozen=True)
+class DemoDataSize:
+    """How much synthetic data one demo modality generates.
+
+    Attributes:
+        num_source (int): Labelled source RGB images.
+        num_target_train (int): Target train images (events: label windows, of
+            which MADM's frame rule keeps every second one).
+        num_target_test (int): Target test images (events: label windows).
+        source_size (tuple[int, int]): Source ``(W, H)``.
+        target_size (tuple[int, int] | None): Target ``(W, H)``; None for events
+            (always DSEC's 640x480 sensor).
+    """
+
+    num_source: int
+    num_target_train: int
+    num_target_test: int
+    source_size: tuple[int, int]
+    target_size: tuple[int, int] | None
+
+
+#: Demo data per modality, at the scale the demo configs train at (~128 px wide).
+DEMO_DATA: dict[str, DemoDataSize] = {
+    'event': DemoDataSize(300, 300, 80, (128, 64), None),
+    'depth': DemoDataSize(300, 200, 60, (128, 64), (128, 128)),
+    'infrared': DemoDataSize(300, 200, 60, (128, 64), (128, 96)),
+}
+
+
+def demo_config(modality: Modality, variant: Variant = 'madm',
+                config_dir: str = osp.join(_REPO_ROOT, 'configs', 'madm')) -> str:
+    """Path of a demo leaf config.
+
+    Args:
+        modality (Modality): 'depth', 'infrared' or 'event'.
+        variant (Variant): 'madm' or a baseline / ablation. Defaults to 'madm'.
+        config_dir (str): Folder of the leaf configs. Defaults to the repo's ``configs/madm``.
+
+    Returns:
+        str: ``<config_dir>/demo_rgb2<modality>[_<variant>].py``.
+    """
+    if modality not in MODALITIES:
+        raise ValueError(f'modality must be one of {MODALITIES}, got {modality!r}')
+    if variant not in DEMO_VARIANTS + ABLATION_VARIANTS:
+        raise ValueError(f'variant must be one of {DEMO_VARIANTS + ABLATION_VARIANTS}, '
+                         f'got {variant!r}')
+    suffix = '' if variant == 'madm' else f'_{variant}'
+    return osp.join(config_dir, f'demo_rgb2{modality}{suffix}.py')
+
+
+def prepare_demo_data(data_root: str, modality: Modality, size: DemoDataSize | None = None,
+                      seed: int = 0) -> str:
+    """Generate (or complete) the synthetic source and target of one modality.
+
+    The generator keeps existing files, so a second call is cheap and an
+    interrupted one resumes.
+
+    Args:
+        data_root (str): Demo data folder (``MADM_DEMO_DATA``); this modality goes
+            to ``<data_root>/<modality>``.
+        modality (Modality): Target modality.
+        size (DemoDataSize | None): Data amounts and sizes. Defaults to
+            ``DEMO_DATA[modality]``.
+        seed (int): Data seed. Defaults to 0.
+
+    Returns:
+        str: ``<data_root>/<modality>``.
+    """
+    from madm.datasets.conversion.synthetic import generate_synthetic_dataset
+    size = size or DEMO_DATA[modality]
+    out = osp.join(data_root, modality)
+    generate_synthetic_dataset(out, modality, num_source=size.num_source,
+                               num_target_train=size.num_target_train,
+                               num_target_test=size.num_target_test, seed=seed,
+                               source_size=size.source_size, target_size=size.target_size)
+    return out
+
+
+_ITER_LINE = re.compile(r'Iter\(train\) \[\s*(\d+)/(\d+)\].*?eta: (\S+)')
+
+
+def _run_logged(cmd: list[str], env: dict[str, str], log_file: str,
+                echo: Callable[[str], None] | None) -> None:
+    """Run ``cmd``, write all its output to ``log_file`` and echo the training progress."""
+    os.makedirs(osp.dirname(log_file) or '.', exist_ok=True)
+    with open(log_file, 'a') as log:
+        log.write('$ ' + ' '.join(cmd) + '\n')
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                cwd=_REPO_ROOT, text=True, bufsize=1)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            match = _ITER_LINE.search(line)
+            if match:
+                log.flush()
+            if match and echo is not None:
+                loss = re.search(r'\bloss: (\S+)', line)
+                echo(f'    iter {match.group(1)}/{match.group(2)}  '
+                     f'loss {loss.group(1) if loss else "?"}  eta {match.group(3)}')
+        if proc.wait() != 0:
+            raise RuntimeError(f'{" ".join(cmd[1:3])} failed (exit {proc.returncode}); '
+                               f'see the log: {log_file}')
+
+
+def run_variant(modality: Modality, variant: Variant, data_root: str, work_dir: str,
+                seed: int = 0, max_iters: int | None = None,
+                cfg_options: Sequence[str] = (), config_dir: str | None = None,
+                echo: Callable[[str], None] | None = None) -> dict:
+    """Train one demo variant with ``tools/train.py`` and score it with ``tools/test.py``.
+
+    Args:
+        modality (Modality): Target modality.
+        variant (Variant): 'source-only', 'madm', 'oracle', 'no-dplg' or 'no-lplr'.
+        data_root (str): Demo data folder (passed as ``MADM_DEMO_DATA``).
+        work_dir (str): Folder of this run (checkpoint, logs, ``results.json``).
+        seed (int): Training seed (``randomness.seed``). Defaults to 0.
+        max_iters (int | None): Override of the schedule's iterations (smoke tests);
+            the LR schedule and DPLG keep their configured lengths. Defaults to None.
+        cfg_options (Sequence[str]): Further ``--cfg-options`` items. Defaults to ().
+        config_dir (str | None): Folder of the leaf configs. Defaults to ``configs/madm``.
+        echo (Callable[[str], None] | None): Receives one line per training log line.
+
+    Returns:
+        dict: ``tools/test.py --out`` JSON: ``classes``, ``IoU``, ``mIoU``, ``mAcc``,
+        ``aAcc`` and the raw ``metrics``.
+    """
+    result_file = osp.join(work_dir, 'results.json')
+    if osp.isfile(result_file):
+        print_log(f'{variant}: reusing {result_file}', logger='current')
+        with open(result_file) as f:
+            return json.load(f)
+    config = demo_config(modality, variant, **({'config_dir': config_dir} if config_dir else {}))
+    env = dict(os.environ, MADM_DEMO_DATA=osp.abspath(data_root))
+    options = [f'randomness.seed={seed}', *cfg_options]
+    if max_iters is not None:
+        options += [f'train_cfg.max_iters={max_iters}', f'train_cfg.val_begin={max_iters + 1}',
+                    f'default_hooks.checkpoint.interval={max_iters}']
+    log_file = osp.join(work_dir, 'demo.log')
+    python = sys.executable
+    _run_logged([python, 'tools/train.py', config, '--work-dir', work_dir,
+                 '--cfg-options', *options], env, log_file, echo)
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        checkpoint = f.read().strip()
+    _run_logged([python, 'tools/test.py', config, checkpoint, '--work-dir', work_dir,
+                 '--out', result_file, '--cfg-options', *options], env, log_file, None)
+    with open(result_file) as f:
+        return json.load(f)
+
+
+def gap_closed(source_only: float, madm: float, oracle: float) -> float:
+    """Share of the source-only -> oracle gap that MADM closes.
+
+    Args:
+        source_only (float): Source-only target mIoU.
+        madm (float): MADM target mIoU.
+        oracle (float): Target-supervised mIoU.
+
+    Returns:
+        float: ``(madm - source_only) / (oracle - source_only)``; NaN when the
+        oracle is not better than source-only.
+    """
+    gap = oracle - source_only
+    return (madm - source_only) / gap if gap > 0 else math.nan
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value).
+
+    Args:
+        values (Sequence[float]): At least one value.
+
+    Returns:
+        tuple[float, float]: ``(mean, std)`` with ``n - 1`` in the std's denominator.
+    """
+    if not values:
+        raise ValueError('mean_std needs at least one value')
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def format_demo_table(results: Mapping[str, dict]) -> str:
+    """One markdown table of target per-class IoU and mIoU, one row per variant.
+
+    Args:
+        results (Mapping[str, dict]): ``{variant: run_variant() result}``.
+
+    Returns:
+        str: The table (``madm.evaluation.format_markdown_table``), then, when all
+        three demo rows are present, the share of the source-only -> oracle gap
+        that MADM closes (or a note that there is no gap of ``MIN_GAP`` mIoU).
+    """
+    classes = next(iter(results.values()))['classes']
+    table = format_markdown_table(
+        {VARIANT_NAMES.get(name, name): res['metrics'] for name, res in results.items()}, classes)
+    if all(v in results for v in DEMO_VARIANTS):
+        source_only, madm, oracle = (results[v]['mIoU'] for v in DEMO_VARIANTS)
+        if oracle - source_only < MIN_GAP:
+            table += (f'\n\nThe oracle is not clearly better than source-only '
+                      f'({oracle - source_only:+.2f} mIoU): no modality gap to close at this '
+                      'scale, so the adaptation cannot be judged here.')
+        else:
+            table += (f'\n\nMADM closes {100 * gap_closed(source_only, madm, oracle):.0f}% of '
+                      'the source-only -> oracle mIoU gap.')
+    return table
+
+
+class StageClock:
+    """Elapsed time and ETA over weighted stages (the weights are relative costs).
+
+    Args:
+        stages (Mapping[str, float]): ``{stage name: relative cost}`` in run order.
+        echo (Callable[[str], None]): Receives the progress lines.
+    """
+
+    def __init__(self, stages: Mapping[str, float], echo: Callable[[str], None]) -> None:
+        self.stages = dict(stages)
+        self.total = sum(self.stages.values())
+        self.done = 0.0
+        self.echo = echo
+        self.start = time.monotonic()
+        self.index = 0
+
+    def begin(self, name: str) -> None:
+        """Announce stage ``name`` with the elapsed time and the ETA of the whole run."""
+        self.index += 1
+        elapsed = time.monotonic() - self.start
+        # The data stage is near-instant when the data exists, so no ETA before a run ends.
+        eta = (f'{_clock(elapsed / self.done * (self.total - self.done))}' if self.index > 2
+               else 'after the first run')
+        filled = int(20 * self.done / self.total)
+        self.echo(f'[{"#" * filled}{"." * (20 - filled)}] stage {self.index}/{len(self.stages)}: '
+                  f'{name}  (elapsed {_clock(elapsed)}, ETA {eta})')
+
+    def end(self, name: str) -> None:
+        """Mark stage ``name`` done."""
+        self.done += self.stages[name]
+
+    def elapsed(self) -> float:
+        """Seconds since construction."""
+        return time.monotonic() - self.start
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f'{minutes}:{secs:02d}'
+
+
+# Relative stage costs measured on 2 CPU cores (MADM runs ~3 forward passes per step).
+_STAGE_COST = {'data': 0.5, 'source-only': 1.0, 'madm': 3.0, 'oracle': 1.0,
+               'no-dplg': 3.0, 'no-lplr': 2.5}
+
+
+def run_demo(modality: Modality, data_root: str, work_dir: str,
+             variants: Sequence[Variant] = DEMO_VARIANTS, seed: int = 0,
+             max_iters: int | None = None, data_size: DemoDataSize | None = None,
+             echo: Callable[[str], None] | None = None) -> dict[str, dict]:
+    """Generate the data, train and test every variant, and return their results.
+
+    Args:
+        modality (Modality): Target modality.
+        data_root (str): Demo data folder (``<data_root>/<modality>``).
+        work_dir (str): Runs go to ``<work_dir>/<modality>/seed<seed>/<variant>``.
+        variants (Sequence[Variant]): Variants to run, in order. Defaults to
+            source-only, MADM, oracle.
+        seed (int): Training seed. Defaults to 0.
+        max_iters (int | None): Iteration override (smoke tests). Defaults to None.
+        data_size (DemoDataSize | None): Data override. Defaults to ``DEMO_DATA[modality]``.
+        echo (Callable[[str], None] | None): Receives progress lines. Defaults to
+            ``print_log(line, logger='current')``.
+
+    Returns:
+        dict[str, dict]: ``{variant: run_variant() result}``.
+    """
+    echo = echo or (lambda line: print_log(line, logger='current'))
+    clock = StageClock({'data': _STAGE_COST['data'],
+                        **{v: _STAGE_COST[v] for v in variants}}, echo)
+    clock.begin(f'synthetic RGB + {modality} data -> {osp.join(data_root, modality)}')
+    prepare_demo_data(data_root, modality, data_size)
+    clock.end('data')
+    results = {}
+    for variant in variants:
+        config = osp.basename(demo_config(modality, variant))
+        clock.begin(f'train + test {VARIANT_NAMES[variant]} ({config})')
+        results[variant] = run_variant(
+            modality, variant, data_root, osp.join(work_dir, modality, f'seed{seed}', variant),
+            seed=seed, max_iters=max_iters, echo=echo)
+        echo(f'    target mIoU {results[variant]["mIoU"]:.2f}')
+        clock.end(variant)
+    echo(f'done in {_clock(clock.elapsed())}')
+    return results
+
+
+def format_benchmark_section(results: Mapping[str, Mapping[int, Mapping[str, dict]]],
+                             command: str, machine: str,
+                             title: str = 'Synthetic adaptation benchmark') -> str:
+    """The docs/benchmarks.md section: target mIoU per modality as mean ± std over seeds.
+
+    Args:
+        results (Mapping): ``{modality: {seed: {variant: run_variant() result}}}``.
+        command (str): The command that produced ``results``.
+        machine (str): Where it ran.
+        title (str): Section heading. Defaults to 'Synthetic adaptation benchmark'.
+
+    Returns:
+        str: Markdown starting with ``## <title>``: set-up, command, one table row
+        per modality, and per modality what each ablated component changed.
+    """
+    variants = [v for v in DEMO_VARIANTS + ABLATION_VARIANTS
+                if any(v in runs for seeds in results.values() for runs in seeds.values())]
+    header = ['target', 'seeds', *(VARIANT_NAMES[v] for v in variants), 'gap closed']
+    lines = [f'## {title}', '',
+             'What is measured: target-test mIoU (%) of the CPU demo (`tools/demo.py`, '
+             'configs/madm/demo_rgb2*.py): the tiny randomly initialised SD preset trained '
+             '200 iterations (batch 2, 64x64 crops) on synthetic data from '
+             'data_converters/synthetic.py (source 300 labelled RGB images at 128x64). '
+             'Source-only and oracle are the same backbone, neck and head as a plain '
+             'EncoderDecoder trained on the source, or on the labelled target train split. '
+             '"gap closed" is (MADM - source-only) / (oracle - source-only) of the means, '
+             f'"-" when the oracle is less than {MIN_GAP:g} mIoU better than source-only. '
+             'Values are mean ± sample std over the training seeds (the data is fixed, '
+             'seed 0).', '',
+             f'Machine: {machine}.', '', 'Command:', '', f'    {command}', '',
+             '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    notes = []
+    for modality, seeds in results.items():
+        cells = [modality, ', '.join(str(s) for s in seeds)]
+        means = {}
+        for variant in variants:
+            values = [runs[variant]['mIoU'] for runs in seeds.values() if variant in runs]
+            if values:
+                means[variant], std = mean_std(values)
+                cells.append(f'{means[variant]:.1f} ± {std:.1f}')
+            else:
+                cells.append('-')
+        closed = (gap_closed(means['source-only'], means['madm'], means['oracle'])
+                  if all(v in means for v in DEMO_VARIANTS)
+                  and means['oracle'] - means['source-only'] >= MIN_GAP else math.nan)
+        cells.append('-' if math.isnan(closed) else f'{100 * closed:.0f}%')
+        lines.append('| ' + ' | '.join(cells) + ' |')
+        for variant, component in (('no-dplg', 'DPLG'), ('no-lplr', 'LPLR')):
+            if variant in means and 'madm' in means:
+                delta = means['madm'] - means[variant]
+                verdict = 'helps' if delta > 0 else 'does not help'
+                notes.append(f'- {modality}: {component} {verdict} at this scale '
+                             f'(MADM {means["madm"]:.1f} vs. {means[variant]:.1f} without it, '
+                             f'{delta:+.1f} mIoU).')
+    if notes:
+        lines += ['', 'Ablations (MADM minus the ablated run, means over seeds):', '', *notes]
+    return '\n'.join(lines) + '\n'
+
+
+def replace_markdown_section(text: str, title: str, section: str) -> str:
+    """Replace the ``## <title>`` section of a markdown text, or append it.
+
+    The section runs from its heading to the next level-2 heading (or the end), so
+    the other sections are kept byte for byte.
+
+    Args:
+        text (str): The whole markdown file.
+        title (str): The heading text, without ``## ``.
+        section (str): The new section, starting with its heading.
+
+    Returns:
+        str: The updated text.
+    """
+    lines = text.splitlines(keepends=True)
+    heading = f'## {title}'
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == heading), None)
+    if not section.endswith('\n'):
+        section += '\n'
+    if start is None:
+        sep = '' if not text or text.endswith('\n\n') else ('\n' if text.endswith('\n') else '\n\n')
+        return text + sep + section
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith('## ')), len(lines))
+    tail = ''.join(lines[end:])
+    return ''.join(lines[:start]) + section + ('\n' + tail if tail else '')
