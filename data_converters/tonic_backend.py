@@ -7,11 +7,11 @@ this module registers the backend as ``'tonic'`` in
 """
 import numpy as np
 
-from madm.datasets.conversion.dsec_events import (LABEL_HEIGHT, RENDERER_BACKENDS, quantise)
+from madm.datasets.conversion.dsec_events import LABEL_HEIGHT, RENDERER_BACKENDS, EventRenderer
 from madm.datasets.conversion.event_representations import Representation, latest_timestamp
 
 
-class TonicEventRenderer:
+class TonicEventRenderer(EventRenderer):
     """Render a window with tonic's transforms (GPL-3.0 optional backend).
 
     tonic needs integer pixels, so rectified coordinates are rounded (events
@@ -84,11 +84,6 @@ class TonicEventRenderer:
         latest = latest_timestamp(structured['x'], structured['y'], structured['t'], height,
                                   width, t_start, t_end)
         return counts, latest
-
-    def __call__(self, events: dict[str, np.ndarray], t_start: int, t_end: int) -> np.ndarray:
-        """Render a window to ``(440, 640)`` (edge) or ``(440, 640, 3)`` uint8."""
-        grid, latest = self.accumulate(events, t_start, t_end)
-        return quantise(self.representation, grid, latest, len(events['t']))
 
 
 RENDERER_BACKENDS['tonic'] = TonicEventRenderer

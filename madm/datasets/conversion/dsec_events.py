@@ -182,7 +182,25 @@ def load_timestamps(path: str) -> np.ndarray:
     return np.atleast_1d(np.loadtxt(path, dtype=np.int64, comments='#'))
 
 
-class NumpyEventRenderer:
+class EventRenderer:
+    """Base of the event renderers: ``accumulate`` float grids, then quantise to a PNG image.
+
+    Subclasses set ``self.representation`` and implement :meth:`accumulate`.
+    """
+
+    representation: Representation
+
+    def accumulate(self, events: dict[str, np.ndarray], t_start: int,
+                   t_end: int) -> tuple[np.ndarray, np.ndarray | None]:
+        raise NotImplementedError
+
+    def __call__(self, events: dict[str, np.ndarray], t_start: int, t_end: int) -> np.ndarray:
+        """Render a window to ``(440, 640)`` (edge) or ``(440, 640, 3)`` uint8."""
+        grid, latest = self.accumulate(events, t_start, t_end)
+        return quantise(self.representation, grid, latest, len(events['t']))
+
+
+class NumpyEventRenderer(EventRenderer):
     """Render a window with the numpy representations (sub-pixel rectification).
 
     Events are accumulated on the 480x640 sensor grid at their raw integer
@@ -218,11 +236,6 @@ class NumpyEventRenderer:
             return hist, rectify_image_max(latest, self.splat)
         bins = 1 if self.representation == 'edge' else 3
         return rectify_image(voxel_grid(x, y, t, p, bins, height, width), self.splat), None
-
-    def __call__(self, events: dict[str, np.ndarray], t_start: int, t_end: int) -> np.ndarray:
-        """Render a window to ``(440, 640)`` (edge) or ``(440, 640, 3)`` uint8."""
-        grid, latest = self.accumulate(events, t_start, t_end)
-        return quantise(self.representation, grid, latest, len(events['t']))
 
 
 def quantise(representation: Representation, grid: np.ndarray, latest: np.ndarray | None,
