@@ -213,8 +213,10 @@ class UDAEncoderDecoder(EncoderDecoder):
         logits = self.teacher_logits(img, cur_iter)
         label, weight = pseudo_label_and_weight(logits, self.pseudo_threshold,
                                                 mode=self.pseudo_weight_mode)
-        confident = (logits.softmax(dim=1).amax(dim=1) >= self.pseudo_threshold).float().mean()
-        return label, weight, {'tgt.pseudo_weight': weight.mean(), 'tgt.confident_share': confident}
+        # Both weight modes average to the batch's share of confident pixels ('image': each
+        # image's share, equal-sized images; 'pixel': the 0/1 mask), so no second softmax.
+        confident = weight.mean()
+        return label, weight, {'tgt.pseudo_weight': confident, 'tgt.confident_share': confident}
 
     @torch.no_grad()
     def class_mix(self, src_img: Tensor, tgt_img: Tensor, src_label: Tensor,
