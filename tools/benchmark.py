@@ -5,7 +5,13 @@
     python tools/benchmark.py configs/madm/rgb2event.py --preset tiny --device cpu \\
         --size 128 128 --iters 3 --warmup 1 --amp none
 
-Each speed lever is one flag, so one run per lever measures it on or off. No SD folder and no
+Each speed lever is one flag, so one run per lever measures it on or off; ``--sweep`` measures
+them all in one process (the order and combinations of ``madm.utils.benchmark.LEVER_SWEEP``,
+each variant overriding the other flags), saving after every variant:
+
+    python tools/benchmark.py configs/madm/rgb2event.py --preset sd14 --device cuda \\
+        --iters 8 --warmup 3 --sweep --deadline-s 420 --out sweep.json
+ No SD folder and no
 dataset are read: the backbone is the chosen preset with random weights, the batches synthetic.
 FLOPs are counted on a meta-device copy (``--flops-only`` stops there, e.g. for sd14 at 512x512
 on a machine that cannot run it). See madm/utils/benchmark.py for how each number is measured.
@@ -18,8 +24,9 @@ import madm  # noqa: F401  isort: skip
 from mmengine.config import Config, DictAction
 
 from madm.utils import atomic_write_json
-from madm.utils.benchmark import (BenchmarkSettings, count_flops_on_meta, format_markdown,
-                                  run_benchmark)
+from madm.utils.benchmark import (LEVER_SWEEP, BenchmarkSettings, count_flops_on_meta,
+                                  format_markdown, format_sweep_markdown, run_benchmark,
+                                  run_lever_sweep)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,6 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='DAFormer fusion at 1/s of the image (default: at s0, stride 1)')
     parser.add_argument('--compile', action='store_true', help='torch.compile the UNet')
     parser.add_argument('--fused-adamw', action='store_true', help='AdamW(fused=True)')
+    parser.add_argument('--channels-last', action='store_true',
+                        help='UNet and VAE in channels-last memory format')
+    parser.add_argument('--cudnn-benchmark', action='store_true',
+                        help='torch.backends.cudnn.benchmark (autotuned convolutions)')
     parser.add_argument('--check-fp32', action='store_true',
                         help='compare the loss terms of one step in fp32 and under --amp')
     parser.add_argument('--peak-tflops', type=float, default=None,
@@ -54,6 +65,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--inference-sizes', nargs='*', default=['512x512', '448x640'],
                         metavar='HxW', help='sizes of the inference images/s timing; default: '
                         "512x512 and DSEC's 640x440 padded to 640x448 (W x H); none skips it")
+    parser.add_argument('--sweep', action='store_true',
+                        help='measure every lever of LEVER_SWEEP in one process; --out gets '
+                        'the list of results, rewritten after each variant')
+    parser.add_argument('--only', nargs='+', metavar='NAME', default=None,
+                        help='with --sweep: run only these variants of LEVER_SWEEP, by name')
+    parser.add_argument('--profile', nargs='*', metavar='NAME', default=None,
+                        help='profile one step (operators by device time): with --sweep, of '
+                        'the named variants; without, of the run (no names)')
+    parser.add_argument('--deadline-s', type=float, default=None,
+                        help='with --sweep: start no variant that would end after this many '
+                        'seconds (skipped variants are recorded as such)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, e.g. model.lplr.mixed_weight=1.0')
@@ -61,8 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Run the benchmark, print its markdown table and return the result as a dict."""
+def main(argv: list[str] | None = None) -> dict | list[dict]:
+    """Run the benchmark (or the sweep), print its markdown table and return the result."""
     args = parse_args(argv)
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
@@ -72,7 +94,29 @@ def main(argv: list[str] | None = None) -> dict:
         iters=args.iters, warmup=args.warmup, amp=args.amp,
         gradient_checkpointing=args.grad_checkpointing, attention=args.attention,
         vae_dtype=args.vae_dtype, fusion_stride=args.fusion_stride, compile=args.compile,
-        fused_adamw=args.fused_adamw, seed=args.seed)
+        fused_adamw=args.fused_adamw, channels_last=args.channels_last,
+        cudnn_benchmark=args.cudnn_benchmark, seed=args.seed)
+    sizes = tuple(tuple(int(v) for v in hw.lower().split('x')) for hw in args.inference_sizes)
+    if args.sweep:
+        def save(results: list[dict]) -> None:
+            if args.out:
+                atomic_write_json(args.out, results)
+
+        variants = LEVER_SWEEP
+        if args.only:
+            unknown = set(args.only) - {name for name, _ in LEVER_SWEEP}
+            if unknown:
+                raise SystemExit(f'--only: unknown variants {sorted(unknown)}; known: '
+                                 f'{[name for name, _ in LEVER_SWEEP]}')
+            variants = tuple(v for v in LEVER_SWEEP if v[0] in args.only)
+        results = run_lever_sweep(cfg, settings, variants=variants, inference_sizes=sizes,
+                                  deadline_s=args.deadline_s, peak_tflops=args.peak_tflops,
+                                  profile_for=tuple(args.profile or ()), on_result=save)
+        for entry in results:
+            if entry.get('profile'):
+                print(f"\n### profile of one step: {entry['name']}\n{entry['profile']}")
+        print(format_sweep_markdown(results))
+        return results
     if args.flops_only:
         flops = count_flops_on_meta(cfg, settings)
         result = dict(settings=vars(settings), flops_per_iter=float(flops))
@@ -81,9 +125,11 @@ def main(argv: list[str] | None = None) -> dict:
               f'{args.size[0]}x{args.size[1]} | {args.fusion_stride or "none"} | '
               f'{flops / 1e12:.3f} T |')
     else:
-        sizes = tuple(tuple(int(v) for v in hw.lower().split('x')) for hw in args.inference_sizes)
         measured = run_benchmark(cfg, settings, check_fp32=args.check_fp32,
-                                 inference_sizes=sizes, peak_tflops=args.peak_tflops)
+                                 inference_sizes=sizes, peak_tflops=args.peak_tflops,
+                                 profile=args.profile is not None)
+        if measured.profile:
+            print(measured.profile)
         print(format_markdown(measured))
         result = measured.to_dict()
     if args.out:

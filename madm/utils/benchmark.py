@@ -32,16 +32,21 @@ Measurement choices:
 """
 import contextlib
 import copy
+import dataclasses
+import gc
+import logging
 import resource
 import time
-from collections.abc import Iterator
+import traceback
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import torch
 import torch.nn as nn
 from mmengine.config import Config, ConfigDict
-from mmengine.logging import MessageHub, print_log
+from mmengine.logging import MessageHub, MMLogger, print_log
 from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
@@ -95,6 +100,9 @@ class BenchmarkSettings:
             resolution (method.md §11.14); None keeps the reference. Defaults to None.
         compile (bool): ``torch.compile`` the UNet in place. Defaults to False.
         fused_adamw (bool): ``AdamW(fused=True)``. Defaults to False.
+        channels_last (bool): UNet and VAE in channels-last memory format. Defaults to False.
+        cudnn_benchmark (bool): ``torch.backends.cudnn.benchmark`` (autotuned convolution
+            algorithms; the Runner's ``env_cfg.cudnn_benchmark``). Defaults to False.
         seed (int): Seed of the weights and of the synthetic batch. Defaults to 0.
     """
 
@@ -111,6 +119,8 @@ class BenchmarkSettings:
     fusion_stride: int | None = None
     compile: bool = False
     fused_adamw: bool = False
+    channels_last: bool = False
+    cudnn_benchmark: bool = False
     seed: int = 0
 
 
@@ -135,6 +145,10 @@ class BenchmarkResult:
         mfu (float | None): ``achieved_tflops / peak_tflops``.
         inference (dict): ``'{H}x{W}'`` → images/s of a student forward at that size.
         fp32_check (dict | None): Loss term → fp32 value, mixed value, relative difference.
+        host_syncs (dict | None): On CUDA, the synchronising calls of one training step
+            (:func:`count_host_syncs`).
+        profile (str | None): The operators of one training step by device time
+            (:func:`profile_train_step`), if asked for.
     """
 
     settings: dict
@@ -153,6 +167,8 @@ class BenchmarkResult:
     mfu: float | None
     inference: dict = field(default_factory=dict)
     fp32_check: dict | None = None
+    host_syncs: dict | None = None
+    profile: str | None = None
 
     def to_dict(self) -> dict:
         """Return the result as plain JSON-serialisable types."""
@@ -203,6 +219,7 @@ def benchmark_model_cfg(cfg: Config, settings: BenchmarkSettings, *,
                          f"StableDiffusionBackbone, got {backbone.get('type')!r}.")
     backbone.pop('pretrained', None)
     backbone.update(preset=settings.preset, attention=settings.attention,
+                    channels_last=settings.channels_last,
                     gradient_checkpointing=(settings.gradient_checkpointing
                                             if gradient_checkpointing is None
                                             else gradient_checkpointing))
@@ -356,6 +373,23 @@ def build_benchmark_optim_wrapper(model: nn.Module, cfg: Config,
         wrapper_cfg.pop(key, None)
     if settings.fused_adamw:
         wrapper_cfg.optimizer.fused = True
+    with _quiet_logger():  # the param-wise builder logs a line per SD-1.4 norm and bias
+        return _build_optim_wrapper(model, wrapper_cfg, settings)
+
+
+@contextlib.contextmanager
+def _quiet_logger() -> Iterator[None]:
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _build_optim_wrapper(model: nn.Module, wrapper_cfg: ConfigDict,
+                         settings: BenchmarkSettings) -> OptimWrapper:
     dtype = _AMP_DTYPES[settings.amp]
     on_cuda = torch.device(settings.device).type == 'cuda'
     if dtype is not None and on_cuda:
@@ -523,6 +557,73 @@ def time_inference(model: nn.Module, batch_size: int, size: tuple[int, int], amp
     return batch_size / _median(times)
 
 
+def count_host_syncs(model: nn.Module, optim_wrapper: OptimWrapper, batch: dict) -> dict:
+    """The calls of one CUDA training step that make the host wait for the GPU.
+
+    Runs one ``train_step`` under ``torch.cuda.set_sync_debug_mode('warn')``, which warns at
+    every synchronising call (``.item()``, ``torch.unique``, boolean indexing, ...), and groups
+    the warnings by the Python line that raised them.
+
+    Args:
+        model (nn.Module): The model, on a CUDA device, in train mode.
+        optim_wrapper (OptimWrapper): Its optimiser wrapper.
+        batch (dict): A collated batch.
+
+    Returns:
+        dict: ``total`` (int) and ``where`` (``'file:line'`` → count, most frequent first).
+    """
+    previous = torch.cuda.get_sync_debug_mode()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        torch.cuda.set_sync_debug_mode('warn')
+        try:
+            model.train_step(batch, optim_wrapper)
+            torch.cuda.synchronize()
+        finally:
+            torch.cuda.set_sync_debug_mode(previous)
+    where: dict[str, int] = {}
+    for w in caught:
+        if 'synchroniz' in str(w.message):
+            key = f'{w.filename}:{w.lineno}'
+            where[key] = where.get(key, 0) + 1
+    ordered = dict(sorted(where.items(), key=lambda kv: -kv[1]))
+    return dict(total=sum(ordered.values()), where=ordered)
+
+
+def profile_train_step(model: nn.Module, optim_wrapper: OptimWrapper, batch: dict,
+                       row_limit: int = 30) -> str:
+    """The operators of one training step, by their own device time, as a text table.
+
+    Args:
+        model (nn.Module): The model, warmed up, in train mode.
+        optim_wrapper (OptimWrapper): Its optimiser wrapper.
+        batch (dict): A collated batch.
+        row_limit (int): Operators listed. Defaults to 30.
+
+    Returns:
+        str: ``torch.profiler``'s key-average table sorted by self device time (self CPU time
+        on a CPU).
+    """
+    from torch.profiler import ProfilerActivity, profile
+    device = next(model.parameters()).device
+    activities = [ProfilerActivity.CPU]
+    if device.type == 'cuda':
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        model.train_step(batch, optim_wrapper)
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
+    averages = prof.key_averages()
+    if device.type != 'cuda':
+        return averages.table(sort_by='self_cpu_time_total', row_limit=row_limit)
+    for key in ('self_device_time_total', 'self_cuda_time_total'):
+        try:
+            return averages.table(sort_by=key, row_limit=row_limit)
+        except (AttributeError, KeyError, ValueError):
+            continue
+    return averages.table(row_limit=row_limit)
+
+
 def _median(values: list[float]) -> float:
     ordered = sorted(values)
     mid = len(ordered) // 2
@@ -581,7 +682,9 @@ def peak_tflops_of(device_name: str) -> float | None:
 
 def run_benchmark(cfg: Config, settings: BenchmarkSettings, *, check_fp32: bool = False,
                   inference_sizes: tuple[tuple[int, int], ...] = ((512, 512), DSEC_PADDED_SIZE),
-                  peak_tflops: float | None = None) -> BenchmarkResult:
+                  peak_tflops: float | None = None,
+                  flops: int | None = None,
+                  profile: bool = False) -> BenchmarkResult:
     """Build, count FLOPs, time training and inference, and optionally check precision.
 
     Args:
@@ -593,6 +696,11 @@ def run_benchmark(cfg: Config, settings: BenchmarkSettings, *, check_fp32: bool 
             timing. Defaults to 512×512 and DSEC's 640×440 (W×H) padded to (448, 640).
         peak_tflops (float | None): Device peak for MFU; None looks it up
             (:func:`peak_tflops_of`; CPUs have no entry). Defaults to None.
+        flops (int | None): FLOPs per iteration if already counted for the same preset, batch,
+            size and fusion stride; None counts them (:func:`count_flops_on_meta`).
+            Defaults to None.
+        profile (bool): Also profile one step after the timed ones
+            (:func:`profile_train_step`). Defaults to False.
 
     Returns:
         BenchmarkResult: the measurements.
@@ -604,7 +712,21 @@ def run_benchmark(cfg: Config, settings: BenchmarkSettings, *, check_fp32: bool 
     if any(s % 64 for s in settings.size):
         raise ValueError(f'size must be multiples of 64 (VAE x UNet downsampling), got '
                          f'{settings.size}.')
-    flops = count_flops_on_meta(cfg, settings)
+    cudnn_benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = settings.cudnn_benchmark
+    try:
+        return _run_benchmark(cfg, settings, device, check_fp32, inference_sizes, peak_tflops,
+                              flops, profile)
+    finally:
+        torch.backends.cudnn.benchmark = cudnn_benchmark
+
+
+def _run_benchmark(cfg: Config, settings: BenchmarkSettings, device: torch.device,
+                   check_fp32: bool, inference_sizes: tuple[tuple[int, int], ...],
+                   peak_tflops: float | None, flops: int | None,
+                   profile: bool) -> BenchmarkResult:
+    if flops is None:
+        flops = count_flops_on_meta(cfg, settings)
     print_log(f'FLOPs per iteration (meta count): {flops / 1e12:.3f} T', logger='current')
 
     model = build_benchmark_model(cfg, settings)
@@ -623,11 +745,14 @@ def run_benchmark(cfg: Config, settings: BenchmarkSettings, *, check_fp32: bool 
         mem_kind = (f'torch.cuda.max_memory_allocated over the timed iterations (reserved: '
                     f'{torch.cuda.max_memory_reserved(device) / 2**30:.2f} GiB)')
         device_name = torch.cuda.get_device_name(device)
+        host_syncs = count_host_syncs(model, optim_wrapper, batch)
     else:
+        host_syncs = None
         # ru_maxrss is in KiB on Linux.
         peak_mem = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         mem_kind = 'peak RSS of the process (getrusage ru_maxrss, includes build and libraries)'
         device_name = f'cpu ({torch.get_num_threads()} threads)'
+    profile_table = profile_train_step(model, optim_wrapper, batch) if profile else None
 
     inference = {f'{h}x{w}': time_inference(model, settings.batch_size, (h, w), settings.amp,
                                              settings.iters, settings.warmup)
@@ -644,7 +769,7 @@ def run_benchmark(cfg: Config, settings: BenchmarkSettings, *, check_fp32: bool 
         iter_times=times, peak_memory_bytes=int(peak_mem), peak_memory_kind=mem_kind,
         flops_per_iter=float(flops), achieved_tflops=achieved, peak_tflops=peak,
         mfu=None if peak is None else achieved / peak, inference=inference,
-        fp32_check=fp32_check)
+        fp32_check=fp32_check, host_syncs=host_syncs, profile=profile_table)
 
 
 def format_markdown(result: BenchmarkResult) -> str:
@@ -670,6 +795,8 @@ def format_markdown(result: BenchmarkResult) -> str:
         ('achieved TFLOP/s', f'{result.achieved_tflops:.4f}'),
         ('MFU (bf16 peak)', mfu),
     ]
+    if result.host_syncs is not None:
+        rows.append(('host syncs in one step', str(result.host_syncs['total'])))
     rows += [(f'inference img/s at {k} (HxW)', f'{v:.2f}') for k, v in result.inference.items()]
     lines = ['| metric | value |', '|---|---|'] + [f'| {k} | {v} |' for k, v in rows]
     if result.fp32_check:
@@ -677,4 +804,159 @@ def format_markdown(result: BenchmarkResult) -> str:
                   '|---|---|---|---|']
         lines += [f"| {k} | {v['fp32']:.6g} | {v['mixed']:.6g} | {v['rel_diff']:.2e} |"
                   for k, v in result.fp32_check.items()]
+    return '\n'.join(lines)
+
+
+# --------------------------------------------------------------------------- lever sweep
+#: Issue 8's levers as (name, overrides of the baseline settings), most important first, so
+#: that a run cut short by its deadline still has the baseline, the combined setting and the
+#: reference precision. Compilation is last: its warm-up is the longest and least predictable.
+ALL_LEVERS = dict(gradient_checkpointing=True, vae_dtype='bfloat16', fusion_stride=4,
+                  fused_adamw=True)
+LEVER_SWEEP: tuple[tuple[str, dict], ...] = (
+    ('bf16 (baseline)', dict(amp='bf16')),
+    ('bf16 + all levers but compile', dict(amp='bf16', **ALL_LEVERS)),
+    ('fp16 + GradScaler', dict(amp='fp16')),
+    ('bf16 + math attention (no SDPA)', dict(amp='bf16', attention='math')),
+    ('bf16 + gradient checkpointing', dict(amp='bf16', gradient_checkpointing=True)),
+    ('bf16 + VAE in bf16', dict(amp='bf16', vae_dtype='bfloat16')),
+    ('bf16 + fusion stride 4', dict(amp='bf16', fusion_stride=4)),
+    ('bf16 + fused AdamW', dict(amp='bf16', fused_adamw=True)),
+    ('bf16 + cudnn.benchmark', dict(amp='bf16', cudnn_benchmark=True)),
+    ('bf16 + channels-last', dict(amp='bf16', channels_last=True)),
+    ('bf16 + all levers + cudnn.benchmark + channels-last',
+     dict(amp='bf16', cudnn_benchmark=True, channels_last=True, **ALL_LEVERS)),
+    ('fp32', dict(amp='none')),
+    ('bf16 + compile', dict(amp='bf16', compile=True)),
+    ('bf16 + all levers + compile', dict(amp='bf16', compile=True, **ALL_LEVERS)),
+)
+#: Variants whose loss terms are compared with fp32, and those timed at inference too.
+SWEEP_CHECK_FP32 = ('bf16 (baseline)', 'bf16 + all levers but compile', 'fp16 + GradScaler')
+SWEEP_INFERENCE = ('bf16 (baseline)', 'bf16 + all levers but compile', 'fp32',
+                   'bf16 + compile')
+
+
+def _release_memory(device: torch.device) -> None:
+    gc.collect()
+    if device.type == 'cuda':
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def run_lever_sweep(cfg: Config, base: BenchmarkSettings, *,
+                    variants: tuple[tuple[str, dict], ...] = LEVER_SWEEP,
+                    check_fp32_for: tuple[str, ...] = SWEEP_CHECK_FP32,
+                    inference_for: tuple[str, ...] = SWEEP_INFERENCE,
+                    inference_sizes: tuple[tuple[int, int], ...] = ((512, 512),
+                                                                     DSEC_PADDED_SIZE),
+                    deadline_s: float | None = None,
+                    peak_tflops: float | None = None,
+                    profile_for: tuple[str, ...] = (),
+                    on_result: Callable[[list[dict]], None] | None = None) -> list[dict]:
+    """Measure every lever on and off in one process (one model build per variant).
+
+    A variant that fails (out of memory, a compile error) is recorded with its error and the
+    sweep goes on. With a deadline, a variant is skipped when the time left is less than the
+    longest variant so far took (three times that for a compiled one), so that a lease-bound
+    run ends with complete results rather than being killed half-way.
+
+    Args:
+        cfg (Config): The task config.
+        base (BenchmarkSettings): Preset, device, batch, size, iterations and seed shared by
+            all variants; each variant overrides some fields.
+        variants (tuple): ``(name, overrides)`` pairs. Defaults to :data:`LEVER_SWEEP`.
+        check_fp32_for (tuple[str, ...]): Names of the variants that also compare their loss
+            terms with fp32. Defaults to :data:`SWEEP_CHECK_FP32`.
+        inference_for (tuple[str, ...]): Names of the variants that also time inference.
+            Defaults to :data:`SWEEP_INFERENCE`.
+        inference_sizes (tuple[tuple[int, int], ...]): ``(H, W)`` sizes of those timings.
+        deadline_s (float | None): Seconds from the call after which no variant starts.
+            Defaults to None (no limit).
+        peak_tflops (float | None): Device peak for MFU; None looks it up. Defaults to None.
+        profile_for (tuple[str, ...]): Names of the variants that also profile one step.
+            Defaults to ().
+        on_result (Callable | None): Called with the list so far after every variant, e.g.
+            to save it. Defaults to None.
+
+    Returns:
+        list[dict]: One entry per variant: ``name``, ``status`` (``'ok'``, ``'failed'`` or
+        ``'skipped'``), ``wall_s`` and, when ok, :meth:`BenchmarkResult.to_dict`'s fields;
+        when failed, ``error`` and the end of the traceback.
+    """
+    start = time.perf_counter()
+    device = torch.device(base.device)
+    flops_cache: dict[tuple, int] = {}
+    results: list[dict] = []
+    longest = 0.0
+    for name, overrides in variants:
+        settings = dataclasses.replace(base, **overrides)
+        entry: dict = dict(name=name, settings=asdict(settings))
+        elapsed = time.perf_counter() - start
+        needed = longest * (3.0 if settings.compile else 1.0)
+        if deadline_s is not None and elapsed + needed > deadline_s:
+            entry.update(status='skipped', wall_s=0.0,
+                         error=f'deadline: {elapsed:.0f} s used of {deadline_s:.0f} s, '
+                               f'this variant needs about {needed:.0f} s')
+            results.append(entry)
+            print_log(f'[sweep] {name}: skipped ({entry["error"]})', logger='current')
+            continue
+        t0 = time.perf_counter()
+        try:
+            key = (settings.preset, settings.batch_size, tuple(settings.size),
+                   settings.fusion_stride)
+            if key not in flops_cache:
+                flops_cache[key] = count_flops_on_meta(cfg, settings)
+            result = run_benchmark(
+                cfg, settings, check_fp32=name in check_fp32_for,
+                inference_sizes=inference_sizes if name in inference_for else (),
+                peak_tflops=peak_tflops, flops=flops_cache[key], profile=name in profile_for)
+            entry.update(status='ok', **result.to_dict())
+        except Exception as error:  # noqa: BLE001  recorded, and the sweep goes on
+            entry.update(status='failed', error=f'{type(error).__name__}: {error}'[:2000],
+                         traceback=traceback.format_exc()[-3000:])
+        finally:
+            entry['wall_s'] = time.perf_counter() - t0
+        _release_memory(device)
+        if device.type == 'cuda' and settings.compile:
+            torch._dynamo.reset()  # the next variant's UNet is a new module
+        longest = max(longest, entry['wall_s'] / (3.0 if settings.compile else 1.0))
+        results.append(entry)
+        print_log(f'[sweep] {name}: {summarise_variant(entry)}', logger='current')
+        if on_result is not None:
+            on_result(results)
+    return results
+
+
+def summarise_variant(entry: dict) -> str:
+    """One line: s/iter, peak memory, MFU and syncs of an ok variant, else why it is missing."""
+    if entry['status'] != 'ok':
+        return f"{entry['status']}: {entry.get('error', '')}"
+    mfu = 'n/a' if entry['mfu'] is None else f"{100 * entry['mfu']:.1f} %"
+    syncs = '' if entry.get('host_syncs') is None else (
+        f", {entry['host_syncs']['total']} host syncs")
+    return (f"{entry['sec_per_iter']:.4f} s/iter, peak {entry['peak_memory_bytes'] / 2**30:.2f} "
+            f"GiB, {entry['flops_per_iter'] / 1e12:.2f} TFLOP/iter, MFU {mfu}{syncs} "
+            f"({entry['wall_s']:.0f} s wall)")
+
+
+def format_sweep_markdown(results: list[dict]) -> str:
+    """A markdown table of a lever sweep: one row per variant, relative to the first."""
+    base = next((r for r in results if r['status'] == 'ok'), None)
+    lines = ['| variant | s/iter | speed-up vs first | peak memory GiB | TFLOP/iter | MFU | '
+             'host syncs | inference img/s | max rel. loss diff vs fp32 |',
+             '|---|---|---|---|---|---|---|---|---|']
+    for r in results:
+        if r['status'] != 'ok':
+            lines.append(f"| {r['name']} | {r['status']}: {r.get('error', '')[:120]} "
+                         '| | | | | | | |')
+            continue
+        speedup = base['sec_per_iter'] / r['sec_per_iter']
+        mfu = 'n/a' if r['mfu'] is None else f"{100 * r['mfu']:.1f} %"
+        syncs = '' if r.get('host_syncs') is None else str(r['host_syncs']['total'])
+        inference = ', '.join(f'{k}: {v:.2f}' for k, v in r['inference'].items())
+        check = '' if not r['fp32_check'] else (
+            f"{max(v['rel_diff'] for v in r['fp32_check'].values()):.1e}")
+        lines.append(f"| {r['name']} | {r['sec_per_iter']:.4f} | {speedup:.2f}x | "
+                     f"{r['peak_memory_bytes'] / 2**30:.2f} | {r['flops_per_iter'] / 1e12:.2f} | "
+                     f'{mfu} | {syncs} | {inference} | {check} |')
     return '\n'.join(lines)

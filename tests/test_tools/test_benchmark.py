@@ -1,4 +1,5 @@
 """tools/benchmark.py and madm/utils/benchmark.py on the CPU with the tiny SD preset."""
+import dataclasses
 import json
 import os.path as osp
 import sys
@@ -8,9 +9,11 @@ import torch
 from mmengine.config import Config
 
 from _helpers import REPO_ROOT
-from madm.utils.benchmark import (BenchmarkSettings, benchmark_model_cfg, build_benchmark_model,
-                                  compare_precision, count_flops_on_meta, count_train_step_flops,
-                                  peak_tflops_of, synthetic_batch)
+from madm.utils.benchmark import (LEVER_SWEEP, SWEEP_CHECK_FP32, SWEEP_INFERENCE,
+                                  BenchmarkSettings, benchmark_model_cfg, build_benchmark_model,
+                                  build_benchmark_optim_wrapper, compare_precision, count_flops_on_meta, count_train_step_flops,
+                                  format_sweep_markdown, peak_tflops_of, profile_train_step,
+                                  run_lever_sweep, synthetic_batch)
 
 sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
 import benchmark as benchmark_tool  # noqa: E402
@@ -138,3 +141,51 @@ def test_synthetic_batch_has_region_labels():
                                         ('NVIDIA H200', 989.0), ('Tesla T4', None)])
 def test_peak_table(name, peak):
     assert peak_tflops_of(name) == peak
+
+
+def test_lever_sweep_records_failures_skips_at_deadline_and_saves_each_step():
+    cfg = event_cfg()
+    saved = []
+    variants = (('fp32', dict(amp='none')),
+                ('bad size', dict(size=(65, 64))),  # not a multiple of 64: run_benchmark raises
+                ('stride 4', dict(fusion_stride=4)),
+                ('late', dict()))
+    results = run_lever_sweep(cfg, tiny_settings(), variants=variants, check_fp32_for=(),
+                              inference_for=('fp32', ), inference_sizes=((64, 64), ),
+                              deadline_s=None, on_result=lambda r: saved.append(len(r)))
+    assert [r['status'] for r in results] == ['ok', 'failed', 'ok', 'ok']
+    assert saved == [1, 2, 3, 4]
+    assert 'multiples of 64' in results[1]['error'] and 'Traceback' in results[1]['traceback']
+    assert set(results[0]['inference']) == {'64x64'} and results[2]['inference'] == {}
+    # Head fusion at stride 4 removes FLOPs; each variant counts its own.
+    assert results[2]['flops_per_iter'] < results[0]['flops_per_iter']
+    assert results[3]['flops_per_iter'] == results[0]['flops_per_iter']
+    table = format_sweep_markdown(results)
+    assert '| bad size | failed: ValueError' in table and '| fp32 |' in table and '1.00x' in table
+    # A deadline already spent skips every variant after the first.
+    late = run_lever_sweep(cfg, tiny_settings(), variants=variants[:1] + variants[2:3],
+                           check_fp32_for=(), inference_for=(), deadline_s=1e-9)
+    assert [r['status'] for r in late] == ['skipped', 'skipped']
+    assert 'deadline' in late[0]['error']
+
+
+def test_default_sweep_names_are_unique_and_cover_every_lever():
+    names = [name for name, _ in LEVER_SWEEP]
+    assert len(set(names)) == len(names) and names[0] == 'bf16 (baseline)'
+    assert set(SWEEP_CHECK_FP32) <= set(names) and set(SWEEP_INFERENCE) <= set(names)
+    toggled = {key for _, overrides in LEVER_SWEEP for key in overrides}
+    assert toggled == {'amp', 'attention', 'gradient_checkpointing', 'vae_dtype',
+                       'fusion_stride', 'fused_adamw', 'compile', 'cudnn_benchmark',
+                       'channels_last'}
+    assert set(toggled) <= {f.name for f in dataclasses.fields(BenchmarkSettings)}
+
+
+def test_profile_lists_the_operators_of_one_step():
+    cfg = event_cfg()
+    settings = tiny_settings(iters=1, warmup=1)
+    model = build_benchmark_model(cfg, settings)
+    optim_wrapper = build_benchmark_optim_wrapper(model, cfg, settings)
+    table = profile_train_step(model, optim_wrapper, synthetic_batch(2, SIZE, model.num_classes),
+                               row_limit=5)
+    assert 'Self CPU' in table and 'aten::' in table
+    assert len([line for line in table.splitlines() if 'aten::' in line]) <= 5
