@@ -7,7 +7,8 @@ this module registers the backend as ``'tonic'`` in
 """
 import numpy as np
 
-from madm.datasets.conversion.dsec_events import LABEL_HEIGHT, RENDERER_BACKENDS, EventRenderer
+from madm.datasets.conversion.dsec_events import (EVENT_COLUMNS, LABEL_HEIGHT, RENDERER_BACKENDS,
+                                                  EventRenderer)
 from madm.datasets.conversion.event_representations import Representation, latest_timestamp
 
 
@@ -21,6 +22,8 @@ class TonicEventRenderer(EventRenderer):
     ``B``; two cancelling events at the first timestamp and one at
     ``t[0] + B/(B-1) * (t[-1] - t[0])`` make its bins equal ESS's
     ``(B-1) * (t - t[0]) / (t[-1] - t[0])`` used by the numpy backend.
+    The converter reads the same event fields for both backends (``ToImage`` ignores
+    time, so 'edge' windows come without ``t``).
 
     Args:
         rectify_map (np.ndarray): ``(480, 640, 2)`` rectification map.
@@ -38,6 +41,7 @@ class TonicEventRenderer(EventRenderer):
         self.tonic = tonic
         self.rectify_map = rectify_map
         self.representation = representation
+        self.columns = EVENT_COLUMNS[representation]
         self.out_height = out_height
         self.sensor_size = (rectify_map.shape[1], out_height, 2)
 
@@ -48,9 +52,10 @@ class TonicEventRenderer(EventRenderer):
                   & (xy[:, 1] <= height - 1))
         xi, yi = np.rint(xy[:, 0]).astype(np.int64), np.rint(xy[:, 1]).astype(np.int64)
         keep = inside & (yi < self.out_height)
+        t = events['t'][keep] if 't' in events else np.zeros(int(keep.sum()), np.int64)
         # tonic pitfall (environment.md §5): polarity must be int8 0/1
         return self.tonic.io.make_structured_array(
-            xi[keep], yi[keep], events['t'][keep], events['p'][keep].astype(np.int8),
+            xi[keep], yi[keep], t, events['p'][keep].astype(np.int8),
             dtype=np.dtype([('x', '<i2'), ('y', '<i2'), ('t', '<i8'), ('p', 'i1')]))
 
     def _voxel(self, structured: np.ndarray, t_first: int, t_last: int, bins: int) -> np.ndarray:

@@ -101,6 +101,61 @@ def test_numpy_and_tonic_backends_agree_before_quantisation(tmp_path, representa
         np.testing.assert_allclose(latest_np, latest_tonic)
 
 
+def test_reader_columns_skip_time_and_keep_exact_bounds(tmp_path):
+    rec = _recording(str(tmp_path))
+    t = rec['t']
+    with DSECEventReader(rec['events']) as reader:
+        # bounds on, off and between ms marks; the 3 events sitting on timestamps[1]
+        for t0, t1 in [(rec['timestamps'][0], rec['timestamps'][1]),
+                       (rec['timestamps'][1], rec['timestamps'][1] + 1),
+                       (T_OFFSET + 2000, T_OFFSET + 7000), (T_OFFSET + 1999, T_OFFSET + 7001)]:
+            full = reader.read(int(t0), int(t1))
+            no_time = reader.read(int(t0), int(t1), columns='xyp')
+            assert sorted(no_time) == ['p', 'x', 'y']
+            mask = (t >= t0) & (t < t1)
+            for key in 'xyp':
+                np.testing.assert_array_equal(no_time[key], full[key])
+                np.testing.assert_array_equal(no_time[key], rec[key][mask])
+
+
+def _reference_accumulate(events, rect, representation, t0, t1):
+    """The general (slow) path: per-pixel grids, then the dense rectification."""
+    from madm.datasets.conversion.event_representations import (
+        latest_timestamp, make_rectify_splat, polarity_histogram, rectify_image,
+        rectify_image_max, voxel_grid)
+    splat = make_rectify_splat(rect, 440)
+    x, y, t, p = (np.asarray(events[k], np.int64) for k in 'xytp')
+    if representation == 'histogram':
+        return (rectify_image(polarity_histogram(x, y, p, 480, 640), splat),
+                rectify_image_max(latest_timestamp(x, y, t, 480, 640, t0, t1), splat))
+    bins = 1 if representation == 'edge' else 3
+    return rectify_image(voxel_grid(x, y, t, p, bins, 480, 640), splat), None
+
+
+@pytest.mark.parametrize('representation', ['edge', 'histogram', 'voxel'])
+def test_numpy_renderer_fast_path_equals_general_path(tmp_path, representation):
+    rec = _recording(str(tmp_path))
+    ys, xs = np.mgrid[0:480, 0:640].astype(np.float32)
+    # sub-pixel, non-uniform map that pushes the right edge and the bottom rows out
+    rect = np.stack([xs * 1.01 + 0.3, ys * 0.98 + 0.45 + 0.001 * xs], -1)
+    t0, t1 = int(rec['timestamps'][1]), int(rec['timestamps'][2])
+    with DSECEventReader(rec['events']) as reader:
+        events = reader.read(t0, t1)
+    renderer = NumpyEventRenderer(rect, representation)
+    grid, latest = renderer.accumulate(events, t0, t1)
+    ref_grid, ref_latest = _reference_accumulate(events, rect, representation, t0, t1)
+    assert np.abs(ref_grid).sum() > 0
+    np.testing.assert_allclose(grid, ref_grid, atol=1e-5)
+    if representation == 'histogram':
+        np.testing.assert_allclose(latest, ref_latest, atol=1e-6)
+    # edge windows are read without t: same result
+    if representation == 'edge':
+        with DSECEventReader(rec['events']) as reader:
+            no_time = reader.read(t0, t1, columns=renderer.columns)
+        assert 't' not in no_time
+        np.testing.assert_array_equal(renderer(no_time, t0, t1), renderer(events, t0, t1))
+
+
 def test_sub_pixel_rectification_shifts_events(tmp_path):
     rec = _recording(str(tmp_path), n=2000)
     t0, t1 = int(rec['timestamps'][0]), int(rec['timestamps'][3])
@@ -174,8 +229,11 @@ def test_cli_help_and_run(tmp_path, capsys):
 
 def test_benchmark_main_runs_on_a_tiny_recording(capsys):
     bench = _load_script('tools/benchmark_dsec_events.py')
-    rows = bench.main(['--num-events', '3000', '--windows', '2', '--representations', 'edge',
-                       '--backends', 'numpy', 'tonic'])
-    assert len(rows) == 2 and all(r['events'] > 0 and r['peak'] > 0 for r in rows)
+    rows = bench.main(['--events-per-window', '1500', '--windows', '2', '--repeat', '1',
+                       '--representations', 'edge', 'voxel', '--backends', 'numpy', 'tonic'])
+    assert len(rows) == 4
+    assert all(r['events'] > 0 and r['peak'] > 0 and r['render_rate'] > 0 for r in rows)
+    # the speed-up column is relative to numpy: exactly 1 on the numpy rows
+    assert all(r['speedup']['rate'] == 1.0 for r in rows if r['backend'] == 'numpy')
     out = capsys.readouterr().out
-    assert '| edge | numpy |' in out and '| edge | tonic |' in out
+    assert '| 1,500 | edge | numpy |' in out and '| 1,500 | voxel | tonic |' in out

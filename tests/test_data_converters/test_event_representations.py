@@ -4,7 +4,8 @@ import pytest
 
 from madm.datasets.conversion.event_representations import (
     edge_image, histogram_image, identity_rectify_map, latest_timestamp, make_rectify_splat,
-    polarity_histogram, rectify_image, rectify_image_max, voxel_grid, voxel_image)
+    percentile_linear, polarity_histogram, rectify_image, rectify_image_max, sensor_pixels,
+    sensor_voxel_grid, voxel_grid, voxel_image)
 
 
 def test_voxel_grid_bilinear_in_time_matches_hand_values():
@@ -101,3 +102,60 @@ def test_voxel_and_histogram_images_are_uint8_with_gray_background():
     hist[1, 0, 0] = 3
     out = histogram_image(hist, np.full((2, 2), 0.5, np.float32))
     assert out[0, 0].tolist() == [0, 255, 128] and out[1, 1].tolist() == [0, 0, 128]
+
+
+def _dense_reference_images(grid, num_events, latest=None):
+    """The quantisers' formulas applied to every cell (the fast versions skip empty cells)."""
+    e = grid[0].astype(np.float64)
+    nz = e != 0
+    e = np.where(nz, (e - e[nz].mean()) / (e[nz].std() + 1e-8), 0.0)
+    clip = num_events / 500_000 * 1.5
+    pos, neg = np.clip(e, 0, clip), np.clip(e, -clip, 0)
+    pos, neg = pos / pos.max(), neg / -neg.min()
+    edge = np.clip((pos + neg + 1) / 2 * 255, 0, 255).astype(np.uint8)
+    mag = np.abs(grid[grid != 0])
+    scale = float(max(np.percentile(mag, 99), mag.min()))
+    voxel = ((np.clip(grid / scale, -1, 1) + 1) / 2 * 255).astype(np.uint8).transpose(1, 2, 0)
+    counts = np.abs(grid[:2])
+    cmag = counts[counts != 0]
+    cscale = float(max(np.percentile(cmag, 99), cmag.min()))
+    hist = np.rint(np.concatenate([np.clip(counts / cscale, 0, 1), latest[None]]) * 255)
+    return edge, voxel, hist.astype(np.uint8).transpose(1, 2, 0)
+
+
+def test_sparse_quantisers_equal_dense_formulas():
+    rng = np.random.default_rng(1)
+    grid = rng.normal(0, 3, (3, 30, 40)).astype(np.float32)
+    grid[:, rng.random((30, 40)) < 0.7] = 0  # most cells without events
+    grid[1, 0, 0] = 80.0  # a hot pixel above the 99th percentile: clipped
+    latest = np.where(rng.random((30, 40)) < 0.3, rng.random((30, 40)), 0).astype(np.float32)
+    edge, voxel, hist = _dense_reference_images(grid, 400_000, latest)
+    np.testing.assert_array_equal(edge_image(grid[0], 400_000), edge)
+    np.testing.assert_array_equal(voxel_image(grid), voxel)
+    np.testing.assert_array_equal(histogram_image(np.abs(grid[:2]), latest), hist)
+    assert voxel[0, 0, 1] == 255 and (voxel == 127).mean() > 0.5
+
+
+def test_sensor_voxel_grid_equals_voxel_grid_on_sorted_events():
+    rng = np.random.default_rng(2)
+    height, width, n = 6, 7, 500
+    x, y = rng.integers(0, width, n), rng.integers(0, height, n)
+    t, p = np.sort(rng.integers(0, 10_000, n)), rng.integers(0, 2, n)
+    t[-5:] = t[-1]  # several events on the last timestamp (t_norm exactly B-1)
+    pix = sensor_pixels(x, y, width)
+    for bins in (1, 2, 3, 5):
+        np.testing.assert_allclose(
+            sensor_voxel_grid(pix, t, p, bins, height * width).reshape(bins, height, width),
+            voxel_grid(x, y, t, p, bins, height, width), atol=1e-5)
+    assert sensor_voxel_grid(pix[:0], t[:0], p[:0], 3, height * width).shape == (3, 42)
+
+
+@pytest.mark.parametrize('dtype', [np.float32, np.float64])
+def test_percentile_linear_is_numpy_percentile_bit_for_bit(dtype):
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 3, 99, 101, 1000, 4097):
+        for q in (0.0, 50.0, 99.0, 100.0):
+            values = np.abs(rng.normal(0, 1, n) * 10 ** rng.uniform(-3, 3)).astype(dtype)
+            ties = np.round(values * 2).astype(dtype)  # many equal values
+            for v in (values, ties):
+                assert percentile_linear(v.copy(), q) == float(np.percentile(v, q)), (n, q)

@@ -20,11 +20,13 @@ images (data-formats.md §1.7). Events are read one window at a time through
 ``ms_to_idx``, so memory is bounded by the largest window, never the recording.
 
 Two backends render the same representations: ``numpy`` (default) accumulates
-events per sensor pixel and splats that grid once through a precomputed
-rectification table; ``tonic`` (optional, GPL-3.0, ``pip install madm[tonic]``; it lives
+events per sensor pixel (one ``np.bincount`` per channel) and splats only the
+sensor pixels that saw events through a precomputed rectification table; ``tonic``
+(optional, GPL-3.0, ``pip install madm[tonic]``; it lives
 in ``data_converters/tonic_backend.py``, outside the madm package) rounds rectified
 coordinates to pixels and uses tonic's ``ToImage`` / ``ToVoxelGrid``. On integer rectify
-maps the two agree before quantisation.
+maps the two agree before quantisation. Both read only the event fields their
+representation needs (:data:`EVENT_COLUMNS`) and share quantisation and PNG writing.
 """
 import math
 import os
@@ -41,12 +43,16 @@ from mmengine.logging import print_log
 from madm.utils.atomic_io import atomic_write_image
 from madm.utils.paths import MissingDataError, require_dir
 from .event_representations import (Representation, edge_image, histogram_image,
-                                    latest_timestamp, make_rectify_splat, polarity_histogram,
-                                    rectify_image, rectify_image_max, voxel_grid, voxel_image)
+                                    make_rectify_splat, sensor_latest_time, sensor_pixels,
+                                    sensor_polarity_counts, sensor_voxel_grid, splat_active,
+                                    splat_active_max, voxel_image)
 
 Backend = str  # 'numpy', or 'tonic' once data_converters/tonic_backend.py is imported
 SENSOR_HEIGHT, SENSOR_WIDTH = 480, 640
 LABEL_HEIGHT = 440  # DSEC-Semantic labels drop the bottom 40 sensor rows
+#: Event fields each representation needs: the edge form never looks at time, so its
+#: reader skips decoding ``t`` (4 of the 9 bytes per event) beyond the window bounds.
+EVENT_COLUMNS: dict[str, str] = {'edge': 'xyp', 'histogram': 'xytp', 'voxel': 'xytp'}
 EVENTS_FILE = osp.join('events', 'left', 'events.h5')
 RECTIFY_FILE = osp.join('events', 'left', 'rectify_map.h5')
 _HDF5PLUGIN_FIX = ('DSEC events.h5 is compressed with Blosc/ZSTD (HDF5 filter 32001); '
@@ -98,32 +104,57 @@ class DSECEventReader:
         self.t_offset = (int(np.asarray(self.file['t_offset'][()]).reshape(-1)[0])
                          if 't_offset' in self.file else 0)
 
-    def read(self, t_start: int, t_end: int) -> dict[str, np.ndarray] | None:
+    def _ms_index(self, ms: int) -> int:
+        """Index of the first event at relative time ``>= ms * 1000``."""
+        return self.num_events if ms >= len(self.ms_to_idx) else int(self.ms_to_idx[ms])
+
+    def _first_index(self, t_rel: int) -> int:
+        """Index of the first event at relative time ``>= t_rel``, decoding only its ms of ``t``."""
+        ms = t_rel // 1000
+        lo = self._ms_index(ms)
+        if t_rel == ms * 1000:
+            return lo
+        hi = self._ms_index(ms + 1)
+        t = np.asarray(self.events['t'][lo:hi]).astype(np.int64)
+        return lo + int(np.searchsorted(t, t_rel, 'left'))
+
+    def read(self, t_start: int, t_end: int,
+             columns: str = 'xytp') -> dict[str, np.ndarray] | None:
         """Events with absolute time in ``[t_start, t_end)``.
 
         Args:
             t_start (int): Window start, absolute µs (same clock as the
                 semantic timestamps).
             t_end (int): Window end, absolute µs, exclusive.
+            columns (str): Fields to decode, a subset of ``'xytp'``. Without
+                ``'t'`` only the two 1 ms runs of ``t`` at the window bounds are
+                decoded. Defaults to all four.
 
         Returns:
-            dict[str, np.ndarray] | None: ``x``, ``y`` (int64), ``t`` (absolute
-            int64 µs) and ``p`` (uint8), each ``(N,)``; None when the window
-            starts before the recording or after its end.
+            dict[str, np.ndarray] | None: The requested fields, each ``(N,)`` as
+            stored (``x``, ``y`` uint16, ``p`` uint8) except ``t``, absolute
+            int64 µs; None when the window starts before the recording or
+            after its end.
         """
         t0, t1 = t_start - self.t_offset, t_end - self.t_offset
-        ms0, ms1 = math.floor(t0 / 1000), math.ceil(t1 / 1000)
+        ms0 = math.floor(t0 / 1000)
         if t0 < 0 or ms0 >= len(self.ms_to_idx):
             return None
-        i0 = int(self.ms_to_idx[ms0])
-        i1 = self.num_events if ms1 >= len(self.ms_to_idx) else int(self.ms_to_idx[ms1])
-        # cast before subtracting: relative t is uint32 on disk
-        t = np.asarray(self.events['t'][i0:i1]).astype(np.int64)
-        a, b = np.searchsorted(t, t0, 'left'), np.searchsorted(t, t1, 'left')
-        return dict(x=np.asarray(self.events['x'][i0 + a:i0 + b]).astype(np.int64),
-                    y=np.asarray(self.events['y'][i0 + a:i0 + b]).astype(np.int64),
-                    t=t[a:b] + self.t_offset,
-                    p=np.asarray(self.events['p'][i0 + a:i0 + b]).astype(np.uint8))
+        out = {}
+        if 't' in columns:
+            i0 = self._ms_index(ms0)
+            # cast before subtracting: relative t is uint32 on disk
+            t = np.asarray(self.events['t'][i0:self._ms_index(math.ceil(t1 / 1000))]
+                           ).astype(np.int64)
+            a, b = np.searchsorted(t, [t0, t1], 'left')
+            out['t'] = t[a:b] + self.t_offset
+            a, b = i0 + int(a), i0 + int(b)
+        else:
+            a, b = self._first_index(t0), self._first_index(t1)
+        for key in 'xyp':
+            if key in columns:
+                out[key] = np.asarray(self.events[key][a:b])
+        return {key: out[key] for key in 'xytp' if key in out}
 
     def close(self) -> None:
         """Close the HDF5 file."""
@@ -185,10 +216,13 @@ def load_timestamps(path: str) -> np.ndarray:
 class EventRenderer:
     """Base of the event renderers: ``accumulate`` float grids, then quantise to a PNG image.
 
-    Subclasses set ``self.representation`` and implement :meth:`accumulate`.
+    Subclasses set ``self.representation`` and implement :meth:`accumulate`; ``columns``
+    names the event fields the converter reads for them (``'xytp'`` unless a subclass
+    needs fewer).
     """
 
     representation: Representation
+    columns: str = 'xytp'
 
     def accumulate(self, events: dict[str, np.ndarray], t_start: int,
                    t_end: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -197,15 +231,17 @@ class EventRenderer:
     def __call__(self, events: dict[str, np.ndarray], t_start: int, t_end: int) -> np.ndarray:
         """Render a window to ``(440, 640)`` (edge) or ``(440, 640, 3)`` uint8."""
         grid, latest = self.accumulate(events, t_start, t_end)
-        return quantise(self.representation, grid, latest, len(events['t']))
+        return quantise(self.representation, grid, latest, len(events['x']))
 
 
 class NumpyEventRenderer(EventRenderer):
     """Render a window with the numpy representations (sub-pixel rectification).
 
     Events are accumulated on the 480x640 sensor grid at their raw integer
-    pixels, then moved to the rectified, cropped frame by one bilinear splat of
-    that grid (linear, so equal to splatting every event).
+    pixels (one ``np.bincount`` per channel), then only the sensor pixels that
+    saw events are moved to the rectified, cropped frame by a precomputed
+    bilinear splat (linear, so equal to splatting every event). The latest
+    timestamp is not additive: it goes to the nearest rectified pixel (max).
 
     Args:
         rectify_map (np.ndarray): ``(480, 640, 2)`` rectification map.
@@ -217,11 +253,15 @@ class NumpyEventRenderer(EventRenderer):
                  out_height: int = LABEL_HEIGHT) -> None:
         self.splat = make_rectify_splat(rectify_map, out_height)
         self.representation = representation
+        self.columns = EVENT_COLUMNS[representation]
         self.sensor_shape = rectify_map.shape[:2]
 
     def accumulate(self, events: dict[str, np.ndarray], t_start: int,
                    t_end: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Float grids before quantisation: voxel / histogram (+ latest time).
+
+        ``events`` must be sorted by time, as DSEC stores them (the voxel grid
+        relies on it); ``t`` may be absent for 'edge'.
 
         Returns:
             tuple[np.ndarray, np.ndarray | None]: ``(C, 440, 640)`` voxel grid
@@ -229,13 +269,24 @@ class NumpyEventRenderer(EventRenderer):
             ``(440, 640)`` latest-timestamp map for 'histogram' (else None).
         """
         height, width = self.sensor_shape
-        x, y, t, p = events['x'], events['y'], events['t'], events['p']
+        size = height * width
+        pix = sensor_pixels(events['x'], events['y'], width)
         if self.representation == 'histogram':
-            hist = rectify_image(polarity_histogram(x, y, p, height, width), self.splat)
-            latest = latest_timestamp(x, y, t, height, width, t_start, t_end)
-            return hist, rectify_image_max(latest, self.splat)
+            total, on = sensor_polarity_counts(pix, events['p'], size)
+            active = np.flatnonzero(total != 0)
+            on = on[active]
+            hist = splat_active(np.stack([total[active] - on, on]), active, self.splat)
+            if len(pix) == 0:
+                return hist, np.zeros(self.splat.out_shape, np.float32)
+            # latest time -> (t - t_start + 1) / window in (0, 1]
+            latest = sensor_latest_time(pix, events['t'], size)[active]
+            first = int(events['t'][0]) - t_start + 1
+            score = np.clip((latest + first) / max(t_end - t_start, 1), 0.0, 1.0)
+            return hist, splat_active_max(score, active, self.splat)
         bins = 1 if self.representation == 'edge' else 3
-        return rectify_image(voxel_grid(x, y, t, p, bins, height, width), self.splat), None
+        grid = sensor_voxel_grid(pix, events.get('t'), events['p'], bins, size)
+        active = np.flatnonzero(np.any(grid != 0, axis=0))
+        return splat_active(np.take(grid, active, axis=1), active, self.splat), None
 
 
 def quantise(representation: Representation, grid: np.ndarray, latest: np.ndarray | None,
@@ -329,15 +380,16 @@ def convert_sequence(events_path: str, rectify_map_path: str, timestamps: np.nda
             progress()
     if todo:
         renderer = build_renderer(load_rectify_map(rectify_map_path), representation, backend)
+        columns = getattr(renderer, 'columns', 'xytp')
         with DSECEventReader(events_path) as reader:
             for index, t_start, t_end in todo:
-                events = reader.read(t_start, t_end)
+                events = reader.read(t_start, t_end, columns)
                 if events is None:
                     summary.empty_windows += 1
                     events = dict(x=np.zeros(0, np.int64), y=np.zeros(0, np.int64),
                                   t=np.zeros(0, np.int64), p=np.zeros(0, np.uint8))
-                summary.events += len(events['t'])
-                summary.peak_window_events = max(summary.peak_window_events, len(events['t']))
+                summary.events += len(events['x'])
+                summary.peak_window_events = max(summary.peak_window_events, len(events['x']))
                 atomic_write_image(osp.join(out_dir, f'{index:06d}.png'),
                                    renderer(events, t_start, t_end))
                 summary.written += 1
