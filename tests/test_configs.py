@@ -22,6 +22,9 @@ CONFIG_DIR = osp.join(REPO_ROOT, 'configs', 'madm')
 TASKS = ('depth', 'infrared', 'event')
 VARIANTS = ('', '_no-dplg', '_no-lplr', '_source-only')
 ALL_CONFIGS = [f'rgb2{task}{variant}.py' for task in TASKS for variant in VARIANTS]
+# Reference settings plus memory levers (their values are checked in
+# tests/test_tools/test_benchmark.py against what the benchmark measured).
+MEMORY_CONFIGS = ['rgb2event_1gpu-24gb.py']
 
 # method.md §4 (DPLG) and §5.2 (LPLR) tables.
 DPLG = {'depth': ((60, 61), 5000), 'infrared': ((50, 51), 8000), 'event': ((50, 51), 8000)}
@@ -83,7 +86,19 @@ def test_every_config_is_covered():
     # The CPU demo configs (demo_*.py, tiny preset already) are built by test_demo_configs_build.
     found = sorted(osp.basename(p) for p in glob.glob(osp.join(CONFIG_DIR, '*.py'))
                    if not osp.basename(p).startswith('demo_'))
-    assert found == sorted(ALL_CONFIGS)
+    assert found == sorted(ALL_CONFIGS + MEMORY_CONFIGS)
+
+
+@pytest.mark.parametrize('name', MEMORY_CONFIGS)
+def test_memory_configs_build_and_keep_the_task(built, name):
+    cfg, model = built(name)
+    reference, _ = built(name.split('_')[0] + '.py')
+    assert type(model).__name__ == 'MADM' and model.decode_head.fusion_stride == 4
+    # Only the backbone's speed switches, the head's fusion and the optimiser differ.
+    assert _diff(cfg.model.to_dict(), reference.model.to_dict()) == {
+        'backbone.gradient_checkpointing', 'backbone.vae_dtype', 'decode_head.fusion_stride',
+        'decode_head.in_strides'}
+    assert _diff(cfg.train_dataloader.to_dict(), reference.train_dataloader.to_dict()) == set()
 
 
 @pytest.mark.parametrize('name', sorted(

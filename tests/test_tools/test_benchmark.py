@@ -9,7 +9,7 @@ import torch
 from mmengine.config import Config
 
 from _helpers import REPO_ROOT
-from madm.utils.benchmark import (LEVER_SWEEP, SWEEP_CHECK_FP32, SWEEP_INFERENCE,
+from madm.utils.benchmark import (ALL_LEVERS, LEVER_SWEEP, SWEEP_CHECK_FP32, SWEEP_INFERENCE,
                                   BenchmarkSettings, benchmark_model_cfg, build_benchmark_model,
                                   build_benchmark_optim_wrapper, compare_precision, count_flops_on_meta, count_train_step_flops,
                                   format_sweep_markdown, peak_tflops_of, profile_train_step,
@@ -189,3 +189,19 @@ def test_profile_lists_the_operators_of_one_step():
                                row_limit=5)
     assert 'Self CPU' in table and 'aten::' in table
     assert len([line for line in table.splitlines() if 'aten::' in line]) <= 5
+
+
+def test_one_gpu_config_is_the_measured_all_levers_setting():
+    """configs/madm/rgb2event_1gpu-24gb.py sets what the sweep measured as 'all levers'."""
+    cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', 'madm', 'rgb2event_1gpu-24gb.py'))
+    measured = benchmark_model_cfg(event_cfg(), BenchmarkSettings(preset='sd14', **ALL_LEVERS))
+    backbone, head = cfg.model.backbone, cfg.model.decode_head
+    assert backbone.gradient_checkpointing == ALL_LEVERS['gradient_checkpointing']
+    assert backbone.vae_dtype == ALL_LEVERS['vae_dtype']
+    assert head.fusion_stride == ALL_LEVERS['fusion_stride']
+    assert head.in_strides == measured.decode_head.in_strides
+    assert cfg.optim_wrapper.optimizer.fused == ALL_LEVERS['fused_adamw']
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.dtype == 'bfloat16'
+    assert cfg.optim_wrapper.loss_scale == dict(enabled=False)
+    assert cfg.train_dataloader.batch_size == 2  # the reference batch, in one process
+    assert backbone.pretrained == event_cfg().model.backbone.pretrained
