@@ -1,8 +1,8 @@
 # Synthetic Cityscapes-like RGB (labelled source) -> synthetic DSEC-like events (target), 11
 # classes, at demo scale: data_converters/synthetic.py writes the data under
 # $MADM_DEMO_DATA/event (default data/demo/event); tools/demo.py sets the variable.
-# Demo departures from uda_cityscapes_dsec_event.py: everything is ~128 px wide (source
-# 128x64, events 640x440 -> 128x88) with 64x64 crops, no rare-class sampling (the
+# Demo departures from uda_cityscapes_dsec_event.py: everything is 128x64 (source 128x64,
+# events 640x440 -> 128x64) with 64x64 crops, no rare-class sampling (the
 # synthetic source has no class-stats files and rare classes are drawn often enough), and
 # one loader worker (2 CPU cores).
 demo_root = '{{$MADM_DEMO_DATA:data/demo}}'
@@ -11,7 +11,12 @@ cityscapes_root = data_root + '/cityscapes'
 dsec_root = data_root + '/DSEC'
 task = 'event'
 crop_size = (64, 64)
-target_scale = (128, 88)  # (W, H): 640x440 events at the source's pixels per degree
+# (W, H): the source's frame, so every 64x64 crop spans the full height in both domains and
+# the layout (sky on top, road at the bottom) is learnt and tested at the same rows. The
+# 0.73x vertical squash of the 640x440 events is the price. Measured (seed 0, 200 iters,
+# docs/benchmarks.md): at 128x88 the oracle was no better than source-only (10.2 vs 9.6
+# mIoU); at 128x64 it is (18.6 vs 15.9).
+target_scale = (128, 64)
 
 source_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -40,7 +45,7 @@ oracle_pipeline = [
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs'),
 ]
-# The model sees 128x88; predictions are scored at the labels' 640x440.
+# The model sees 128x64; predictions are scored at the labels' 640x440.
 test_pipeline = [
     dict(type='LoadModalityImage', max_height=440),
     target_resize,

@@ -8,7 +8,7 @@ data_preprocessor = dict(
     type='UDASegDataPreProcessor',
     mean=[0.0, 0.0, 0.0], std=[255.0, 255.0, 255.0],  # the reference feeds images in [0, 1]
     bgr_to_rgb=True, pad_val=0, seg_pad_val=255, size_divisor=64,
-    test_cfg=dict(size_divisor=64))  # pads 128x88 test images; predictions are cropped back
+    test_cfg=dict(size_divisor=64))  # pads test images to x64; predictions are cropped back
 # tiny preset: feature channels (3, 32, 64, 64) at strides (1, 8, 16, 32)
 backbone = dict(type='StableDiffusionBackbone', preset='tiny', tap_layers=(5, 8, 11),
                 noise='fixed', trainable='full')

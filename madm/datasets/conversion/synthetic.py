@@ -11,7 +11,10 @@ are random per image, so position alone does not give the class.
 The modality gap is real by construction:
 
 * **source RGB**: class-typical colours and textures (grey asphalt with lane
-  marks, facades with windows, blotchy green vegetation, blue sky, ...).
+  marks, facades with windows, blotchy green vegetation, blue sky, ...), plus
+  two cues it shares with the targets: aerial perspective (surfaces fade toward
+  a bright haze with distance, so brightness rises with depth as in the depth
+  target) and darkened occlusion contours (the boundaries events fire on).
 * **depth** (DELIVER-like): a rendering of the scene geometry only (ground-plane
   depth, constant-depth objects) in CARLA's log encoding
   ``clip(1 + ln(d / 1000 m) / 5.70378, 0, 1) * 255`` (data-formats.md §3.2): near
@@ -19,10 +22,12 @@ The modality gap is real by construction:
 * **infrared** (FMB-like): per-class heat (persons and cars hot, sky cold) with
   per-instance jitter, sensor noise and blur; gray.
 * **events** (DSEC-like): each label window renders a class-independent gray
-  world (random gray per instance, faint random texture), moves it (forward ego
-  motion with depth parallax, a camera pan, independently moving cars, persons
-  and bicycles) and feeds the frames to :func:`.event_simulator.simulate_events`.
-  Events therefore mark moving edges and parallax, never class colour.
+  world (random gray per instance, one surface texture amplitude for every class,
+  a featureless sky), moves it (forward ego motion with depth parallax, a camera
+  pan, independently moving cars, persons and bicycles) and feeds the frames to
+  :func:`.event_simulator.simulate_events`. Events therefore mark moving edges
+  and textured surfaces in proportion to their image motion (dense on the near
+  ground, sparse far away), never class colour.
 
 What is written below ``out_root`` (formats as data-formats.md §1, §3, §4, §5)::
 
@@ -92,7 +97,20 @@ _MAX_DEPTH_M = 1000.0
 # Object distances (metres): large vehicles keep further away so that none fills the view
 _MIN_OBJECT_DEPTH_M = dict(car=8.0, person=6.0, pole=6.0, tree=10.0, fence=8.0, bicycle=7.0,
                            bus=16.0, truck=16.0)
-_MAX_OBJECT_DEPTH_M = 70.0
+_MAX_OBJECT_DEPTH_M = 40.0
+# Aerial perspective of the RGB source: surfaces fade toward a bright haze with distance
+# (1 - exp(-d / _HAZE_DISTANCE_M)), so RGB brightness rises with depth as the depth target's
+# gray does: a geometry cue shared by both domains, under the source's class colours.
+_HAZE_DISTANCE_M = 60.0
+_HAZE_RGB = np.array((205, 210, 215), np.float32)
+# Occlusion contours of the RGB source are darkened by this factor: object outlines are the
+# cue that RGB shares with events (which fire on moving boundaries) and depth (steps).
+_CONTOUR_SHADE = 0.6
+# Event world: class-independent surface texture (log-intensity amplitude) that fires events
+# where the surface moves in the image, so event density follows motion and parallax
+# (near ground dense, far buildings sparse); the sky is featureless, as in real recordings.
+_EVENT_TEXTURE = 0.2
+_EVENT_TEXTURE_CELL = 4
 _DSEC_T0_US = 49_599_300_000  # a realistic absolute DSEC time (data-formats.md §1.4)
 _DSEC_FRAME_US = 50_000  # 20 Hz labels
 _DSEC_SUBFRAMES = 6  # rendered frames per window for the simulator
@@ -299,7 +317,7 @@ def _smooth_noise(shape: tuple[int, int], cell: int, rng: np.random.Generator) -
 
 
 def render_rgb(scene: StreetScene, rng: np.random.Generator) -> np.ndarray:
-    """Source-domain rendering: class-typical colours and textures.
+    """Source-domain rendering: class-typical colours and textures, haze, contours.
 
     Returns:
         np.ndarray: ``(H, W, 3)`` uint8 RGB.
@@ -323,7 +341,18 @@ def render_rgb(scene: StreetScene, rng: np.random.Generator) -> np.ndarray:
     centre = ((label == ROAD) & (np.abs(cols - scene.vanishing_x) < 1 + 0.01 * (rows - scene.horizon))
               & ((rows // max(h // 24, 2)) % 2 == 0))
     image[centre] = 235
+    haze = np.where(sky, 0.0, 1.0 - np.exp(-scene.depth / _HAZE_DISTANCE_M)).astype(np.float32)
+    image = image * (1.0 - haze[..., None]) + _HAZE_RGB * haze[..., None]
+    image[instance_contours(scene.instance)] *= _CONTOUR_SHADE
     return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def instance_contours(instance: np.ndarray) -> np.ndarray:
+    """``(H, W)`` bool: pixels whose right or lower neighbour belongs to another instance."""
+    contour = np.zeros(instance.shape, bool)
+    contour[:, :-1] |= instance[:, :-1] != instance[:, 1:]
+    contour[:-1] |= instance[:-1] != instance[1:]
+    return contour
 
 
 def render_depth(scene: StreetScene) -> np.ndarray:
@@ -354,15 +383,19 @@ def render_infrared(scene: StreetScene, rng: np.random.Generator) -> np.ndarray:
 def render_gray_world(scene: StreetScene, rng: np.random.Generator) -> np.ndarray:
     """Class-independent intensities for the event simulator, in [0, 1].
 
-    Every instance gets a uniformly random gray level, whatever its class, plus
-    a faint random texture: colour carries no class signal, only edges do.
+    Every instance gets a uniformly random gray level, whatever its class, times
+    a random surface texture of the same amplitude for every class (none on the
+    featureless sky): intensity carries no class signal, only edges and motion do.
 
     Returns:
         np.ndarray: ``(H, W)`` float32.
     """
     h, w = scene.instance.shape
     levels = rng.uniform(0.25, 0.75, len(scene.classes)).astype(np.float32)
-    return np.clip(levels[scene.instance] + 0.03 * _smooth_noise((h, w), 12, rng), 0.05, 1.0)
+    # One texture amplitude for every class (no class signal); the sky has none.
+    texture = _EVENT_TEXTURE * _smooth_noise((h, w), _EVENT_TEXTURE_CELL, rng)
+    texture[scene.label == SKY] = 0.0
+    return np.clip(levels[scene.instance] * np.exp(texture), 0.05, 1.0)
 
 
 def render_motion_frames(scene: StreetScene, intensity: np.ndarray, offsets_s: np.ndarray,
