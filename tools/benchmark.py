@@ -11,8 +11,9 @@ each variant overriding the other flags), saving after every variant:
 
     python tools/benchmark.py configs/madm/rgb2event.py --preset sd14 --device cuda \\
         --iters 8 --warmup 3 --sweep --deadline-s 420 --out sweep.json
- No SD folder and no
-dataset are read: the backbone is the chosen preset with random weights, the batches synthetic.
+
+No SD folder and no dataset are read: the backbone is the chosen preset with random weights,
+the batches synthetic.
 FLOPs are counted on a meta-device copy (``--flops-only`` stops there, e.g. for sd14 at 512x512
 on a machine that cannot run it). See madm/utils/benchmark.py for how each number is measured.
 Prints a markdown table at the end; ``--out`` also writes it as JSON.
