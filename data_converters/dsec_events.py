@@ -28,6 +28,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="'edge' = MADM's signed gray frames (default)")
     parser.add_argument('--backend', choices=('numpy', 'tonic'), default='numpy',
                         help="'tonic' needs the optional GPL-3.0 package: pip install madm[tonic]")
+    parser.add_argument('--no-prefetch', dest='prefetch', action='store_false',
+                        help='decode events in this process instead of a reader process that '
+                        'reads the next window while the current one renders')
     return parser.parse_args(argv)
 
 
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = convert_dsec_events(
         args.events_root, args.out_root, semantic_root=args.semantic_root,
         sequences=args.sequences, representation=args.representation, backend=args.backend,
-        progress_factory=lambda total: ProgressBar(total).update)
+        progress_factory=lambda total: ProgressBar(total).update, prefetch=args.prefetch)
     print(f'\n{len(summary.sequences)} sequences: {summary.written} frames written, '
           f'{summary.skipped} already present, {summary.empty_windows} windows outside the '
           f'recording; {summary.events} events in {summary.seconds:.1f}s -> {args.out_root}')

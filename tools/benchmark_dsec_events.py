@@ -12,14 +12,17 @@ windows hold roughly 0.2-2 M events at 640x480, hence the default densities.
 Per backend x representation it reports, in one run and on the same recording:
 
 * end to end: ``convert_sequence`` (HDF5 read of the fields the representation needs,
-  rectify, render, quantise, PNG encode, atomic write), events/s;
+  rectify, render, quantise, PNG encode, atomic write), events/s, as the converter runs by
+  default (the next window decoded in a reader process while this one renders) and with
+  ``prefetch=False`` (everything in one process);
 * render: the renderer alone on events already in memory (rectify + rasterise +
   quantise to the uint8 image), events/s, and its rasterising part alone
   (``accumulate``: rectify + rasterise, before quantisation);
 * the numpy backend's speed-up over each backend on each of these;
-* the tracemalloc peak of an end-to-end run (numpy and h5py buffers; HDF5's own C
-  buffers are not traced), and the same for the first half of the recording: equal
-  peaks mean memory follows the window, not the recording.
+* the tracemalloc peak of an end-to-end run without prefetching (numpy and h5py buffers;
+  HDF5's own C buffers are not traced), and the same for the first half of the recording:
+  equal peaks mean memory follows the window, not the recording. Prefetching adds two
+  shared-memory slots of the largest window (13 bytes per event), untraced.
 
 Each measurement is preceded by a one-window warm-up (imports, tables); every time is the
 fastest of ``--repeat`` passes over all windows. Prints a markdown table and returns its rows.
@@ -74,13 +77,14 @@ def make_recording(root: str, num_events: int, windows: int, seed: int = 0) -> d
 
 
 def run_end_to_end(recording: dict, out_dir: str, representation: str, backend: str,
-                   trace_memory: bool = False) -> tuple[float, int, int]:
+                   trace_memory: bool = False, prefetch: bool = True) -> tuple[float, int, int]:
     """Convert once; returns (seconds, events, tracemalloc peak bytes or 0)."""
     if trace_memory:
         tracemalloc.start()
     start = time.perf_counter()
     summary = convert_sequence(recording['events'], recording['rectify'],
-                               recording['timestamps'], out_dir, representation, backend)
+                               recording['timestamps'], out_dir, representation, backend,
+                               prefetch=prefetch)
     seconds = time.perf_counter() - start
     peak = 0
     if trace_memory:
@@ -154,21 +158,27 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     seconds, events, _ = min(
                         run_end_to_end(recording, f'{out}_t{k}', representation, backend)
                         for k in range(args.repeat))
+                    sequential = min(
+                        run_end_to_end(recording, f'{out}_s{k}', representation, backend,
+                                       prefetch=False)[0]
+                        for k in range(args.repeat))
                     renders = [run_render(recording, representation, backend)
                                for _ in range(args.repeat)]
                     raster = min(r[0] for r in renders)
                     render = min(r[1] for r in renders)
+                    # in-process reading, so that tracemalloc sees every event buffer
                     peak = run_end_to_end(recording, out + '_m', representation, backend,
-                                          trace_memory=True)[2]
+                                          trace_memory=True, prefetch=False)[2]
                     rows.append(dict(representation=representation, backend=backend,
                                      events_per_window=density, events=events,
                                      seconds=seconds, rate=events / seconds,
+                                     sequential_rate=events / sequential,
                                      render_rate=events / render, raster_rate=events / raster,
                                      peak=peak))
             # same density, half the windows: an equal peak means memory follows the window
             half = dict(recording, timestamps=recording['timestamps'][:args.windows // 2 + 1])
             half_peak = run_end_to_end(half, osp.join(root, 'half'), args.representations[0],
-                                       args.backends[0], trace_memory=True)[2]
+                                       args.backends[0], trace_memory=True, prefetch=False)[2]
             full_peak = next(r['peak'] for r in rows if r['events_per_window'] == density)
             memory_checks.append((density, full_peak, half_peak))
     reference = {(r['representation'], r['events_per_window']): r for r in rows
@@ -177,18 +187,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
           f"640x480 -> 640x440; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, numpy {np.__version__}\n")
-    print('| events/window | representation | backend | end to end ev/s | render ev/s | '
-          'rasterise ev/s | numpy speed-up (e2e / render / rasterise) | peak MiB |')
-    print('|---|---|---|---|---|---|---|---|')
+    print('| events/window | representation | backend | end to end ev/s | e2e, no prefetch '
+          'ev/s | render ev/s | rasterise ev/s | numpy speed-up (e2e / e2e no prefetch / render '
+          '/ rasterise) | peak MiB |')
+    print('|---|---|---|---|---|---|---|---|---|')
+    keys = ('rate', 'sequential_rate', 'render_rate', 'raster_rate')
     for r in rows:
         ref = reference.get((r['representation'], r['events_per_window']))
-        speedup = ' / '.join(f'{ref[k] / r[k]:.1f}x' if ref else 'n/a'
-                             for k in ('rate', 'render_rate', 'raster_rate'))
-        r['speedup'] = {k: ref[k] / r[k] for k in ('rate', 'render_rate', 'raster_rate')
-                        } if ref else None
+        speedup = ' / '.join(f'{ref[k] / r[k]:.1f}x' if ref else 'n/a' for k in keys)
+        r['speedup'] = {k: ref[k] / r[k] for k in keys} if ref else None
         print(f"| {r['events_per_window']:,} | {r['representation']} | {r['backend']} | "
-              f"{r['rate'] / 1e6:.1f} M | {r['render_rate'] / 1e6:.1f} M | "
-              f"{r['raster_rate'] / 1e6:.1f} M | {speedup} | {r['peak'] / 2**20:.1f} |")
+              f"{r['rate'] / 1e6:.1f} M | {r['sequential_rate'] / 1e6:.1f} M | "
+              f"{r['render_rate'] / 1e6:.1f} M | {r['raster_rate'] / 1e6:.1f} M | {speedup} | "
+              f"{r['peak'] / 2**20:.1f} |")
     print()
     for density, full_peak, half_peak in memory_checks:
         print(f'memory bound at {density:,} events/window: {args.representations[0]}/'

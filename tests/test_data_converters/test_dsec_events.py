@@ -225,6 +225,13 @@ def test_cli_help_and_run(tmp_path, capsys):
     cli.main([str(tmp_path / 'events'), str(tmp_path / 'out_tonic'), '--backend', 'tonic',
               '--sequences', SEQ])
     assert '3 frames written' in capsys.readouterr().out
+    # --no-prefetch decodes in the CLI's own process; same frames
+    cli.main([str(tmp_path / 'events'), str(tmp_path / 'out_seq'), '--no-prefetch',
+              '--representation', 'voxel', '--sequences', SEQ])
+    assert '3 frames written' in capsys.readouterr().out
+    for name in ('000001.png', '000002.png', '000003.png'):
+        assert np.array_equal(cv2.imread(str(tmp_path / 'out' / SEQ / name)),
+                              cv2.imread(str(tmp_path / 'out_seq' / SEQ / name)))
 
 
 def test_benchmark_main_runs_on_a_tiny_recording(capsys):
@@ -232,7 +239,8 @@ def test_benchmark_main_runs_on_a_tiny_recording(capsys):
     rows = bench.main(['--events-per-window', '1500', '--windows', '2', '--repeat', '1',
                        '--representations', 'edge', 'voxel', '--backends', 'numpy', 'tonic'])
     assert len(rows) == 4
-    assert all(r['events'] > 0 and r['peak'] > 0 and r['render_rate'] > 0 for r in rows)
+    assert all(r['events'] > 0 and r['peak'] > 0 and r['render_rate'] > 0
+               and r['sequential_rate'] > 0 for r in rows)
     # the speed-up column is relative to numpy: exactly 1 on the numpy rows
     assert all(r['speedup']['rate'] == 1.0 for r in rows if r['backend'] == 'numpy')
     out = capsys.readouterr().out

@@ -17,7 +17,9 @@ events mapped outside the sensor dropped), rendered by
 
 With ``representation='edge'`` these are MADM's ``69mask_{train,test}_edges``
 images (data-formats.md §1.7). Events are read one window at a time through
-``ms_to_idx``, so memory is bounded by the largest window, never the recording.
+``ms_to_idx``, so memory is bounded by the largest window, never the recording; by
+default a forked reader process decodes the next window while the current one renders
+(:mod:`.event_prefetch`).
 
 Two backends render the same representations: ``numpy`` (default) accumulates
 events per sensor pixel (one ``np.bincount`` per channel) and splats only the
@@ -42,6 +44,7 @@ from mmengine.logging import print_log
 
 from madm.utils.atomic_io import atomic_write_image
 from madm.utils.paths import MissingDataError, require_dir
+from .event_prefetch import read_windows
 from .event_representations import (Representation, edge_image, histogram_image,
                                     make_rectify_splat, sensor_latest_time, sensor_pixels,
                                     sensor_polarity_counts, sensor_voxel_grid, splat_active,
@@ -117,6 +120,20 @@ class DSECEventReader:
         hi = self._ms_index(ms + 1)
         t = np.asarray(self.events['t'][lo:hi]).astype(np.int64)
         return lo + int(np.searchsorted(t, t_rel, 'left'))
+
+    def max_window_events(self, windows: Sequence[tuple[int, int]]) -> int:
+        """Upper bound on the events :meth:`read` returns for any of ``windows``.
+
+        From ``ms_to_idx`` alone (the whole milliseconds around each window), so nothing
+        is decoded.
+        """
+        most = 0
+        for t_start, t_end in windows:
+            t0, t1 = t_start - self.t_offset, t_end - self.t_offset
+            ms0 = math.floor(t0 / 1000)
+            if t0 >= 0 and ms0 < len(self.ms_to_idx):
+                most = max(most, self._ms_index(math.ceil(t1 / 1000)) - self._ms_index(ms0))
+        return most
 
     def read(self, t_start: int, t_end: int,
              columns: str = 'xytp') -> dict[str, np.ndarray] | None:
@@ -352,7 +369,8 @@ def convert_sequence(events_path: str, rectify_map_path: str, timestamps: np.nda
                      out_dir: str, representation: Representation = 'edge',
                      backend: Backend = 'numpy',
                      progress: Callable[[], None] | None = None,
-                     summary: EventConversionSummary | None = None) -> EventConversionSummary:
+                     summary: EventConversionSummary | None = None,
+                     prefetch: bool = True) -> EventConversionSummary:
     """Convert one sequence: a PNG per label index ``i >= 1``, skipping existing ones.
 
     Args:
@@ -366,6 +384,8 @@ def convert_sequence(events_path: str, rectify_map_path: str, timestamps: np.nda
         progress (Callable[[], None] | None): Called once per label window.
         summary (EventConversionSummary | None): Accumulator to update. Defaults to a
             new one.
+        prefetch (bool): Decode the next window in a reader process while this one
+            renders (:func:`.event_prefetch.read_windows`). Defaults to True.
 
     Returns:
         EventConversionSummary: ``summary``, updated.
@@ -381,20 +401,20 @@ def convert_sequence(events_path: str, rectify_map_path: str, timestamps: np.nda
     if todo:
         renderer = build_renderer(load_rectify_map(rectify_map_path), representation, backend)
         columns = getattr(renderer, 'columns', 'xytp')
-        with DSECEventReader(events_path) as reader:
-            for index, t_start, t_end in todo:
-                events = reader.read(t_start, t_end, columns)
-                if events is None:
-                    summary.empty_windows += 1
-                    events = dict(x=np.zeros(0, np.int64), y=np.zeros(0, np.int64),
-                                  t=np.zeros(0, np.int64), p=np.zeros(0, np.uint8))
-                summary.events += len(events['x'])
-                summary.peak_window_events = max(summary.peak_window_events, len(events['x']))
-                atomic_write_image(osp.join(out_dir, f'{index:06d}.png'),
-                                   renderer(events, t_start, t_end))
-                summary.written += 1
-                if progress is not None:
-                    progress()
+        windows = read_windows(events_path, [(t_start, t_end) for _, t_start, t_end in todo],
+                               columns, prefetch=prefetch)
+        for (index, t_start, t_end), events in zip(todo, windows):
+            if events is None:
+                summary.empty_windows += 1
+                events = dict(x=np.zeros(0, np.int64), y=np.zeros(0, np.int64),
+                              t=np.zeros(0, np.int64), p=np.zeros(0, np.uint8))
+            summary.events += len(events['x'])
+            summary.peak_window_events = max(summary.peak_window_events, len(events['x']))
+            atomic_write_image(osp.join(out_dir, f'{index:06d}.png'),
+                               renderer(events, t_start, t_end))
+            summary.written += 1
+            if progress is not None:
+                progress()
     summary.seconds += time.perf_counter() - start
     return summary
 
@@ -428,8 +448,8 @@ def find_sequences(events_root: str, sequences: Sequence[str] | None = None) -> 
 def convert_dsec_events(events_root: str, out_root: str, semantic_root: str | None = None,
                         sequences: Sequence[str] | None = None,
                         representation: Representation = 'edge', backend: Backend = 'numpy',
-                        progress_factory: Callable[[int], Callable[[], None]] | None = None
-                        ) -> EventConversionSummary:
+                        progress_factory: Callable[[int], Callable[[], None]] | None = None,
+                        prefetch: bool = True) -> EventConversionSummary:
     """Convert every (or the selected) DSEC sequence to ``<out_root>/<seq>/<i:06d>.png``.
 
     All inputs are checked before any conversion starts, so a missing file fails
@@ -447,6 +467,8 @@ def convert_dsec_events(events_root: str, out_root: str, semantic_root: str | No
         progress_factory (Callable[[int], Callable[[], None]] | None): Given the
             total number of label windows, returns a per-window callback (the
             CLI passes a progress bar).
+        prefetch (bool): Decode each next window in a reader process while the current
+            one renders. Defaults to True.
 
     Returns:
         EventConversionSummary: Counts and timing of the run.
@@ -466,7 +488,7 @@ def convert_dsec_events(events_root: str, out_root: str, semantic_root: str | No
     summary = EventConversionSummary(sequences=names)
     for name, events_path, rectify_path, timestamps in jobs:
         convert_sequence(events_path, rectify_path, timestamps, osp.join(out_root, name),
-                         representation, backend, progress, summary)
+                         representation, backend, progress, summary, prefetch)
     print_log(f'DSEC events: {summary.written} frames written, {summary.skipped} skipped '
               f'(existing), {summary.empty_windows} windows outside the recording, '
               f'{summary.events} events in {summary.seconds:.1f}s', logger='current')
