@@ -3,10 +3,12 @@
     python tools/demo.py --modality event        # what `make demo` runs
 
 Writes a synthetic labelled RGB source and an unlabelled target modality
-(data_converters/synthetic.py's generator), trains source-only, MADM and a
-target-supervised oracle on the tiny SD preset (configs/madm/demo_rgb2<modality>*.py,
-through tools/train.py), scores each with tools/test.py, and prints one table of
-target mIoU. Rerunning reuses the data and every finished run; --fresh starts over.
+(data_converters/synthetic.py's generator), pretrains a tiny Stable Diffusion on those
+images without labels (madm/apis/tiny_sd_pretraining.py: the CPU stand-in for SD-1.4's
+weights), trains source-only, MADM and a target-supervised oracle from it
+(configs/madm/demo_rgb2<modality>*.py, through tools/train.py), scores each with
+tools/test.py, and prints one table of target mIoU. Rerunning reuses the data, the prior
+and every finished run; --fresh starts the runs over (not the data or the prior).
 """
 import argparse
 import os.path as osp
@@ -25,7 +27,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--seed', type=int, default=0, help='training seed')
     parser.add_argument('--max-iters', type=int, help='override the schedule (quick look)')
     parser.add_argument('--fresh', action='store_true',
-                        help="delete this modality's earlier runs (not the data) first")
+                        help="delete this modality's earlier runs (not the data or the prior) "
+                        'first')
     return parser.parse_args()
 
 

@@ -1,18 +1,23 @@
 """The embedded demo: synthetic RGB -> depth / infrared / event adaptation on a CPU.
 
-One demo run (``tools/demo.py``, ``make demo``) is five stages::
+One demo run (``tools/demo.py``, ``make demo``) is six stages::
 
     prepare_demo_data()            data_converters/synthetic.py's generator (resumable)
+    prepare_demo_prior()           the tiny SD pretrained on the unlabelled images (resumable)
     run_variant('source-only')     tools/train.py + tools/test.py in subprocesses
     run_variant('madm')
     run_variant('oracle')
     format_demo_table()            one markdown table of target mIoU
 
 Every variant is a leaf config ``configs/madm/demo_rgb2<modality>[_<variant>].py`` on the
-tiny SD preset. The data folder reaches the configs through the ``MADM_DEMO_DATA``
-environment variable (``configs/_base_/datasets/demo_*.py``). A variant whose
+tiny SD architecture, loaded from ``<data>/<modality>/tiny-sd``: the prior stage
+(:mod:`madm.apis.tiny_sd_pretraining`) trains it without labels on the source and target
+train images, as a stand-in for Stable Diffusion's pretraining. The data folder reaches
+the configs through the ``MADM_DEMO_DATA`` environment variable
+(``configs/_base_/datasets/demo_*.py``). A variant whose
 ``results.json`` exists is not run again, so an interrupted demo resumes.
 """
+import copy
 import json
 import math
 import os
@@ -27,6 +32,7 @@ from typing import Literal
 
 from mmengine.logging import print_log
 
+from madm.apis.tiny_sd_pretraining import PRIOR_RECORD, PriorSchedule, pretrain_tiny_sd
 from madm.evaluation import format_markdown_table
 
 Modality = Literal['depth', 'infrared', 'event']
@@ -70,6 +76,14 @@ DEMO_DATA: dict[str, DemoDataSize] = {
     'depth': DemoDataSize(300, 200, 60, (128, 64), (128, 128)),
     'infrared': DemoDataSize(300, 200, 60, (128, 64), (128, 96)),
 }
+
+
+#: How the demo's tiny SD prior is pretrained (the same for every modality). Measured on the
+#: event demo, training seeds 0-2 (docs/benchmarks.md): MADM closed 49% of the source-only ->
+#: oracle gap with the VAE pretrained alone and 65% with the UNet pretrained as well.
+DEMO_PRIOR = PriorSchedule(vae_steps=600, unet_steps=600)
+#: Folder of the prior inside ``<data_root>/<modality>`` (the demo configs load it from there).
+PRIOR_DIR = 'tiny-sd'
 
 
 def demo_config(modality: Modality, variant: Variant = 'madm',
@@ -119,6 +133,72 @@ def prepare_demo_data(data_root: str, modality: Modality, size: DemoDataSize | N
                                num_target_test=size.num_target_test, seed=seed,
                                source_size=size.source_size, target_size=size.target_size)
     return out
+
+
+def _loading_steps(pipeline: Sequence[dict]) -> list[dict]:
+    """The transforms of a training pipeline that load and resize an image (no labels, crops)."""
+    steps = []
+    for step in pipeline:
+        if step['type'] in ('RandomCrop', 'RandomFlip', 'PackSegInputs'):
+            break
+        if 'Annotation' not in step['type'] and 'Label' not in step['type']:
+            steps.append(copy.deepcopy(step))
+    return steps
+
+
+def demo_prior_images(modality: Modality, data_root: str) -> list:
+    """The unlabelled images the demo prior trains on, as RGB uint8 arrays.
+
+    The source and target train images of the MADM config, loaded and resized by the first
+    transforms of its training pipelines (the random crops and labels are left out), so the
+    prior sees each image as the segmenter will.
+
+    Args:
+        modality (Modality): Target modality.
+        data_root (str): Demo data folder (``MADM_DEMO_DATA``).
+
+    Returns:
+        list[np.ndarray]: ``(H, W, 3)`` uint8 RGB images, source first.
+    """
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import DATASETS
+    previous = os.environ.get('MADM_DEMO_DATA')
+    os.environ['MADM_DEMO_DATA'] = osp.abspath(data_root)
+    try:
+        cfg = Config.fromfile(demo_config(modality, 'madm'))
+    finally:
+        if previous is None:
+            del os.environ['MADM_DEMO_DATA']
+        else:
+            os.environ['MADM_DEMO_DATA'] = previous
+    init_default_scope('mmseg')
+    images = []
+    for part in ('source', 'target'):
+        dataset_cfg = copy.deepcopy(cfg.train_dataloader.dataset[part])
+        dataset_cfg['pipeline'] = _loading_steps(dataset_cfg['pipeline'])
+        dataset = DATASETS.build(dataset_cfg)
+        # the pipelines load BGR (mmcv); the data preprocessor hands the backbone RGB
+        images += [dataset[k]['img'][..., ::-1].copy() for k in range(len(dataset))]
+    return images
+
+
+def prepare_demo_prior(data_root: str, modality: Modality,
+                       schedule: PriorSchedule = DEMO_PRIOR, seed: int = 0,
+                       echo: Callable[[str], None] | None = None) -> dict:
+    """Pretrain the tiny SD prior of one modality into ``<data_root>/<modality>/tiny-sd``.
+
+    Kept when it already exists (resume), like the data.
+
+    Returns:
+        dict: The prior's record (:func:`madm.apis.tiny_sd_pretraining.pretrain_tiny_sd`).
+    """
+    out = osp.join(data_root, modality, PRIOR_DIR)
+    if osp.isfile(osp.join(out, PRIOR_RECORD)):  # images are not even loaded
+        with open(osp.join(out, PRIOR_RECORD)) as f:
+            return json.load(f)
+    return pretrain_tiny_sd(demo_prior_images(modality, data_root), out, schedule, seed=seed,
+                            echo=echo)
 
 
 _ITER_LINE = re.compile(r'Iter\(train\) \[\s*(\d+)/(\d+)\].*?eta: (\S+)')
@@ -272,8 +352,8 @@ class StageClock:
         """Announce stage ``name`` with the elapsed time and the ETA of the whole run."""
         self.index += 1
         elapsed = time.monotonic() - self.start
-        # The data stage is near-instant when the data exists, so no ETA before a run ends.
-        eta = (f'{_clock(elapsed / self.done * (self.total - self.done))}' if self.index > 2
+        # The data and prior stages are near-instant when reused, so no ETA before a run ends.
+        eta = (f'{_clock(elapsed / self.done * (self.total - self.done))}' if self.index > 3
                else 'after the first run')
         filled = int(20 * self.done / self.total)
         self.echo(f'[{"#" * filled}{"." * (20 - filled)}] stage {self.index}/{len(self.stages)}: '
@@ -293,14 +373,16 @@ def _clock(seconds: float) -> str:
     return f'{minutes}:{secs:02d}'
 
 
-# Relative stage costs measured on 2 CPU cores (MADM runs ~3 forward passes per step).
-_STAGE_COST = {'data': 0.5, 'source-only': 1.0, 'madm': 3.0, 'oracle': 1.0,
-               'no-dplg': 3.0, 'no-lplr': 2.5}
+# Relative stage costs measured on 2 idle CPU cores (event demo: data 18 s, prior 211 s,
+# source-only 60 s, MADM 90 s, oracle 61 s).
+_STAGE_COST = {'data': 0.3, 'prior': 3.5, 'source-only': 1.0, 'madm': 1.5, 'oracle': 1.0,
+               'no-dplg': 1.5, 'no-lplr': 1.4}
 
 
 def run_demo(modality: Modality, data_root: str, work_dir: str,
              variants: Sequence[Variant] = DEMO_VARIANTS, seed: int = 0,
              max_iters: int | None = None, data_size: DemoDataSize | None = None,
+             prior_schedule: PriorSchedule = DEMO_PRIOR,
              echo: Callable[[str], None] | None = None) -> dict[str, dict]:
     """Generate the data, train and test every variant, and return their results.
 
@@ -313,6 +395,8 @@ def run_demo(modality: Modality, data_root: str, work_dir: str,
         seed (int): Training seed. Defaults to 0.
         max_iters (int | None): Iteration override (smoke tests). Defaults to None.
         data_size (DemoDataSize | None): Data override. Defaults to ``DEMO_DATA[modality]``.
+        prior_schedule (PriorSchedule): How the prior is pretrained. Defaults to
+            :data:`DEMO_PRIOR`.
         echo (Callable[[str], None] | None): Receives progress lines. Defaults to
             ``print_log(line, logger='current')``.
 
@@ -320,11 +404,19 @@ def run_demo(modality: Modality, data_root: str, work_dir: str,
         dict[str, dict]: ``{variant: run_variant() result}``.
     """
     echo = echo or (lambda line: print_log(line, logger='current'))
-    clock = StageClock({'data': _STAGE_COST['data'],
+    clock = StageClock({'data': _STAGE_COST['data'], 'prior': _STAGE_COST['prior'],
                         **{v: _STAGE_COST[v] for v in variants}}, echo)
     clock.begin(f'synthetic RGB + {modality} data -> {osp.join(data_root, modality)}')
     prepare_demo_data(data_root, modality, data_size)
     clock.end('data')
+    clock.begin('tiny SD prior, pretrained without labels -> '
+                f'{osp.join(data_root, modality, PRIOR_DIR)}')
+    prior = prepare_demo_prior(data_root, modality, prior_schedule, echo=echo)
+    unet = (f", UNet denoising MSE {prior['unet_loss_last']:.4f}" if 'unet_loss_last' in prior
+            else '')
+    echo(f"    VAE L1 {prior['vae_loss_last']:.4f}{unet}, latent scaling factor "
+         f"{prior['scaling_factor']:.3f} ({prior['seconds']:.0f} s)")
+    clock.end('prior')
     results = {}
     for variant in variants:
         config = osp.basename(demo_config(modality, variant))

@@ -8,6 +8,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS
 
+from madm.apis.tiny_sd_pretraining import PRIOR_RECORD, PriorSchedule
 from madm.utils.demo import (ABLATION_VARIANTS, DEMO_VARIANTS, MODALITIES, DemoDataSize,
                              demo_config, format_benchmark_section, format_demo_table, gap_closed,
                              mean_std, replace_markdown_section, run_demo)
@@ -34,7 +35,9 @@ def test_demo_configs_build_the_intended_variants(modality, monkeypatch):
         cfg = Config.fromfile(demo_config(modality, variant))
         train_set = cfg.train_dataloader.dataset
         assert cfg.model.decode_head.num_classes == num_classes
-        assert cfg.model.backbone.preset == 'tiny'
+        # the tiny SD prior that tools/demo.py pretrains next to the data
+        assert cfg.model.backbone.pretrained == f'/somewhere/{modality}/tiny-sd'
+        assert 'preset' not in cfg.model.backbone and cfg.model.decode_head.fusion_stride == 4
         assert cfg.train_cfg.max_iters == 200 and cfg.optim_wrapper.type == 'OptimWrapper'
         assert cfg.test_dataloader.dataset.data_root.startswith(f'/somewhere/{modality}/')
         if variant in ('source-only', 'oracle'):
@@ -51,6 +54,7 @@ def test_demo_configs_build_the_intended_variants(modality, monkeypatch):
             assert (cfg.model.lplr is None) == (variant == 'no-lplr')
         if variant in ('source-only', 'madm'):  # the others differ from these in keys only
             init_default_scope('mmseg')
+            cfg.model.backbone = dict(cfg.model.backbone, pretrained=None, preset='tiny')
             model = MODELS.build(cfg.model)
             assert model.decode_head.num_classes == num_classes
 
@@ -106,13 +110,14 @@ def test_replace_markdown_section_keeps_the_other_sections():
 
 @pytest.mark.slow
 def test_run_demo_end_to_end_on_tiny_event_data(tmp_path):
-    """Generate -> train (2 iterations) -> test for source-only and MADM, then resume."""
+    """Generate -> prior -> train (2 iterations) -> test for source-only and MADM, then resume."""
     lines = []
     size = DemoDataSize(num_source=4, num_target_train=4, num_target_test=2,
                         source_size=(128, 64), target_size=None)
+    prior = PriorSchedule(vae_steps=2, batch_size=2)
     data, work = str(tmp_path / 'data'), str(tmp_path / 'work')
     results = run_demo('event', data, work, ('source-only', 'madm'), max_iters=2,
-                       data_size=size, echo=lines.append)
+                       data_size=size, prior_schedule=prior, echo=lines.append)
     assert set(results) == {'source-only', 'madm'}
     for variant, res in results.items():
         assert len(res['classes']) == 11 and 0.0 <= res['mIoU'] <= 100.0
@@ -121,9 +126,13 @@ def test_run_demo_end_to_end_on_tiny_event_data(tmp_path):
     assert osp.isfile(osp.join(data, 'event', 'DSEC', '69mask_train_edges', 'synth_train_00_a',
                                '000002.png'))
     assert any(line.startswith('    iter 2/2') for line in lines)  # training progress echoed
-    assert any('stage 3/3' in line and 'ETA' in line for line in lines)
-    # A second run reuses the finished results instead of training again.
+    # the prior saw the 4 source images and the 2 target frames MADM trains on
+    with open(osp.join(data, 'event', 'tiny-sd', PRIOR_RECORD)) as f:
+        assert json.load(f)['num_images'] == 6
+    assert any(line.startswith('    VAE step 2/2') for line in lines)
+    assert any('stage 4/4' in line and 'ETA' in line for line in lines)
+    # A second run reuses the data, the prior and the finished results.
     again: list[str] = []
     assert run_demo('event', data, work, ('source-only', 'madm'), max_iters=2, data_size=size,
-                    echo=again.append) == results
-    assert not any('iter' in line for line in again)
+                    prior_schedule=prior, echo=again.append) == results
+    assert not any('iter' in line or 'VAE step' in line for line in again)

@@ -36,7 +36,9 @@ _SD_HOW_TO_GET = (
     'access run `huggingface-cli download CompVis/stable-diffusion-v1-4 --local-dir <dir>` '
     '(after accepting the model licence on huggingface.co), copy <dir> here and pass it as '
     '`pretrained=<dir>`. For random weights without any download use `preset=\'sd14\'` or '
-    '`preset=\'tiny\'`.')
+    '`preset=\'tiny\'`. The CPU demo configs (configs/madm/demo_*.py) load a tiny SD from '
+    '<demo data>/<modality>/tiny-sd, which `python tools/demo.py --modality <modality>` '
+    'pretrains.')
 
 
 @dataclass
@@ -117,6 +119,47 @@ def empty_prompt_ids(length: int) -> Tensor:
     ids[0, 0] = sot
     return ids
 
+
+@contextmanager
+def no_transformers_progress_bars() -> Iterator[None]:
+    """Hide transformers' per-file 'Loading weights' / 'Writing model shards' bars inside."""
+    from transformers.utils import logging as transformers_logging
+    enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            transformers_logging.enable_progress_bar()
+
+
+def empty_prompt_embedding(root: str) -> Tensor:
+    """CLIP embedding of the empty prompt, from a diffusers SD folder's tokenizer and text encoder.
+
+    Args:
+        root (str): SD folder with ``tokenizer/`` and ``text_encoder/``.
+
+    Returns:
+        Tensor: ``(1, 77, D)`` float32 last hidden state.
+    """
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    # local_files_only: never touch the network, even when HF_HUB_OFFLINE is unset.
+    kw = dict(local_files_only=True)
+    tokenizer = CLIPTokenizer.from_pretrained(root, subfolder='tokenizer', **kw)
+    if len(tokenizer) != CLIP_VOCAB_SIZE:
+        raise MissingDataError(
+            f'The tokenizer in {osp.join(root, "tokenizer")!r} has {len(tokenizer)} tokens, '
+            f'expected CLIP\'s {CLIP_VOCAB_SIZE}; vocab.json/merges.txt are damaged or not '
+            f'SD-1.x\'s. {_SD_HOW_TO_GET}')
+    with no_transformers_progress_bars():
+        text_encoder = CLIPTextModel.from_pretrained(root, subfolder='text_encoder',
+                                                     use_safetensors=True, **kw).eval()
+    length = text_encoder.config.max_position_embeddings
+    ids = tokenizer([''], padding='max_length', max_length=length, truncation=True,
+                    return_tensors='pt').input_ids
+    with torch.no_grad():
+        return text_encoder(input_ids=ids).last_hidden_state.float()
 
 @MODELS.register_module()
 class StableDiffusionBackbone(BaseModule):
@@ -238,27 +281,16 @@ class StableDiffusionBackbone(BaseModule):
         """Load UNet, VAE, scheduler and the empty-prompt embedding from a local folder."""
         check_sd_folder(root)
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-        from transformers import CLIPTextModel, CLIPTokenizer
 
         # local_files_only: never touch the network, even when HF_HUB_OFFLINE is unset.
         kw = dict(local_files_only=True)
-        unet = UNet2DConditionModel.from_pretrained(root, subfolder='unet', use_safetensors=True,
-                                                    **kw)
-        vae = AutoencoderKL.from_pretrained(root, subfolder='vae', use_safetensors=True, **kw)
+        # low_cpu_mem_usage=False: what diffusers falls back to without `accelerate` anyway,
+        # minus the warning that asks to install it
+        weights = dict(kw, use_safetensors=True, low_cpu_mem_usage=False)
+        unet = UNet2DConditionModel.from_pretrained(root, subfolder='unet', **weights)
+        vae = AutoencoderKL.from_pretrained(root, subfolder='vae', **weights)
         scheduler = DDPMScheduler.from_pretrained(root, subfolder='scheduler', **kw)
-        tokenizer = CLIPTokenizer.from_pretrained(root, subfolder='tokenizer', **kw)
-        if len(tokenizer) != CLIP_VOCAB_SIZE:
-            raise MissingDataError(
-                f'The tokenizer in {osp.join(root, "tokenizer")!r} has {len(tokenizer)} tokens, '
-                f'expected CLIP\'s {CLIP_VOCAB_SIZE}; vocab.json/merges.txt are damaged or not '
-                f'SD-1.x\'s. {_SD_HOW_TO_GET}')
-        text_encoder = CLIPTextModel.from_pretrained(root, subfolder='text_encoder',
-                                                     use_safetensors=True, **kw).eval()
-        length = text_encoder.config.max_position_embeddings
-        ids = tokenizer([''], padding='max_length', max_length=length, truncation=True,
-                        return_tensors='pt').input_ids
-        with torch.no_grad():
-            empty = text_encoder(input_ids=ids).last_hidden_state.float()
+        empty = empty_prompt_embedding(root)
         print_log(f'Loaded Stable Diffusion from {root!r}; CLIP text encoder used once for the '
                   'empty prompt and dropped.', logger='current')
         return unet, vae, scheduler, empty
