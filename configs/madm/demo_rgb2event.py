@@ -1,5 +1,5 @@
-# MADM demo, synthetic RGB -> synthetic events (11 classes) on the tiny SD preset, CPU, a few
-# minutes (tools/demo.py). Reference settings: configs/madm/rgb2event.py.
+# MADM demo, synthetic RGB -> synthetic events (11 classes) on a tiny SD that tools/demo.py
+# pretrains without labels, CPU, a few minutes. Reference settings: configs/madm/rgb2event.py.
 _base_ = [
     '../_base_/models/madm_tiny.py', '../_base_/datasets/demo_rgb2event.py',
     '../_base_/schedules/demo_cpu.py'  # includes default_runtime.py

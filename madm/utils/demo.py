@@ -1,21 +1,23 @@
 """The embedded demo: synthetic RGB -> depth / infrared / event adaptation on a CPU.
 
-One demo run (``tools/demo.py``, ``make demo``) is six stages::
+One demo run (``tools/demo.py``, ``make demo``) is up to six stages::
 
     prepare_demo_data()            data_converters/synthetic.py's generator (resumable)
-    prepare_demo_prior()           the tiny SD pretrained on the unlabelled images (resumable)
+    prepare_demo_prior()           the tiny SD pretrained on the unlabelled images (resumable;
+                                   event only, see demo_uses_prior)
     run_variant('source-only')     tools/train.py + tools/test.py in subprocesses
     run_variant('madm')
     run_variant('oracle')
     format_demo_table()            one markdown table of target mIoU
 
 Every variant is a leaf config ``configs/madm/demo_rgb2<modality>[_<variant>].py`` on the
-tiny SD architecture, loaded from ``<data>/<modality>/tiny-sd``: the prior stage
-(:mod:`madm.apis.tiny_sd_pretraining`) trains it without labels on the source and target
-train images, as a stand-in for Stable Diffusion's pretraining. The data folder reaches
-the configs through the ``MADM_DEMO_DATA`` environment variable
-(``configs/_base_/datasets/demo_*.py``). A variant whose
-``results.json`` exists is not run again, so an interrupted demo resumes.
+tiny SD architecture. The event demo loads it from ``<data>/event/tiny-sd``, which the
+prior stage (:mod:`madm.apis.tiny_sd_pretraining`) trains without labels on the source and
+target train images, as a stand-in for Stable Diffusion's pretraining; the depth and
+infrared demos keep the random preset (measured better there) and skip that stage. The data
+folder reaches the configs through the ``MADM_DEMO_DATA`` environment variable
+(``configs/_base_/datasets/demo_*.py``). A variant whose ``results.json`` exists is not run
+again, so an interrupted demo resumes.
 """
 import copy
 import json
@@ -78,9 +80,9 @@ DEMO_DATA: dict[str, DemoDataSize] = {
 }
 
 
-#: How the demo's tiny SD prior is pretrained (the same for every modality). Measured on the
-#: event demo, training seeds 0-2 (docs/benchmarks.md): MADM closed 49% of the source-only ->
-#: oracle gap with the VAE pretrained alone and 65% with the UNet pretrained as well.
+#: How the demo's tiny SD prior is pretrained (for the demos whose configs load one: events).
+#: Measured on the event demo, training seeds 0-2 (docs/benchmarks.md): MADM closed 49% of the
+#: source-only -> oracle gap with the VAE pretrained alone, 60% with the UNet as well.
 DEMO_PRIOR = PriorSchedule(vae_steps=600, unet_steps=600)
 #: Folder of the prior inside ``<data_root>/<modality>`` (the demo configs load it from there).
 PRIOR_DIR = 'tiny-sd'
@@ -146,6 +148,30 @@ def _loading_steps(pipeline: Sequence[dict]) -> list[dict]:
     return steps
 
 
+def _madm_config(modality: Modality, data_root: str):
+    """The demo's MADM config with ``MADM_DEMO_DATA`` set to ``data_root`` while it is read."""
+    from mmengine.config import Config
+    previous = os.environ.get('MADM_DEMO_DATA')
+    os.environ['MADM_DEMO_DATA'] = osp.abspath(data_root)
+    try:
+        return Config.fromfile(demo_config(modality, 'madm'))
+    finally:
+        if previous is None:
+            del os.environ['MADM_DEMO_DATA']
+        else:
+            os.environ['MADM_DEMO_DATA'] = previous
+
+
+def demo_uses_prior(modality: Modality, data_root: str = 'data/demo') -> bool:
+    """Whether the modality's demo configs load the pretrained tiny SD (``<modality>/tiny-sd``).
+
+    The event demo does; the depth and infrared demos keep the random tiny preset, which
+    measured better there (docs/benchmarks.md).
+    """
+    pretrained = _madm_config(modality, data_root).model.backbone.get('pretrained')
+    return bool(pretrained) and osp.basename(osp.normpath(pretrained)) == PRIOR_DIR
+
+
 def demo_prior_images(modality: Modality, data_root: str) -> list:
     """The unlabelled images the demo prior trains on, as RGB uint8 arrays.
 
@@ -160,18 +186,9 @@ def demo_prior_images(modality: Modality, data_root: str) -> list:
     Returns:
         list[np.ndarray]: ``(H, W, 3)`` uint8 RGB images, source first.
     """
-    from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmseg.registry import DATASETS
-    previous = os.environ.get('MADM_DEMO_DATA')
-    os.environ['MADM_DEMO_DATA'] = osp.abspath(data_root)
-    try:
-        cfg = Config.fromfile(demo_config(modality, 'madm'))
-    finally:
-        if previous is None:
-            del os.environ['MADM_DEMO_DATA']
-        else:
-            os.environ['MADM_DEMO_DATA'] = previous
+    cfg = _madm_config(modality, data_root)
     init_default_scope('mmseg')
     images = []
     for part in ('source', 'target'):
@@ -353,7 +370,8 @@ class StageClock:
         self.index += 1
         elapsed = time.monotonic() - self.start
         # The data and prior stages are near-instant when reused, so no ETA before a run ends.
-        eta = (f'{_clock(elapsed / self.done * (self.total - self.done))}' if self.index > 3
+        runs_done = self.index - 1 - sum(name in self.stages for name in ('data', 'prior'))
+        eta = (f'{_clock(elapsed / self.done * (self.total - self.done))}' if runs_done > 0
                else 'after the first run')
         filled = int(20 * self.done / self.total)
         self.echo(f'[{"#" * filled}{"." * (20 - filled)}] stage {self.index}/{len(self.stages)}: '
@@ -404,19 +422,22 @@ def run_demo(modality: Modality, data_root: str, work_dir: str,
         dict[str, dict]: ``{variant: run_variant() result}``.
     """
     echo = echo or (lambda line: print_log(line, logger='current'))
-    clock = StageClock({'data': _STAGE_COST['data'], 'prior': _STAGE_COST['prior'],
+    uses_prior = demo_uses_prior(modality, data_root)
+    clock = StageClock({'data': _STAGE_COST['data'],
+                        **({'prior': _STAGE_COST['prior']} if uses_prior else {}),
                         **{v: _STAGE_COST[v] for v in variants}}, echo)
     clock.begin(f'synthetic RGB + {modality} data -> {osp.join(data_root, modality)}')
     prepare_demo_data(data_root, modality, data_size)
     clock.end('data')
-    clock.begin('tiny SD prior, pretrained without labels -> '
-                f'{osp.join(data_root, modality, PRIOR_DIR)}')
-    prior = prepare_demo_prior(data_root, modality, prior_schedule, echo=echo)
-    unet = (f", UNet denoising MSE {prior['unet_loss_last']:.4f}" if 'unet_loss_last' in prior
-            else '')
-    echo(f"    VAE L1 {prior['vae_loss_last']:.4f}{unet}, latent scaling factor "
-         f"{prior['scaling_factor']:.3f} ({prior['seconds']:.0f} s)")
-    clock.end('prior')
+    if uses_prior:
+        clock.begin('tiny SD prior, pretrained without labels -> '
+                    f'{osp.join(data_root, modality, PRIOR_DIR)}')
+        prior = prepare_demo_prior(data_root, modality, prior_schedule, echo=echo)
+        unet = (f", UNet denoising MSE {prior['unet_loss_last']:.4f}"
+                if 'unet_loss_last' in prior else '')
+        echo(f"    VAE L1 {prior['vae_loss_last']:.4f}{unet}, latent scaling factor "
+             f"{prior['scaling_factor']:.3f} ({prior['seconds']:.0f} s)")
+        clock.end('prior')
     results = {}
     for variant in variants:
         config = osp.basename(demo_config(modality, variant))

@@ -10,8 +10,9 @@ from mmseg.registry import MODELS
 
 from madm.apis.tiny_sd_pretraining import PRIOR_RECORD, PriorSchedule
 from madm.utils.demo import (ABLATION_VARIANTS, DEMO_VARIANTS, MODALITIES, DemoDataSize,
-                             demo_config, format_benchmark_section, format_demo_table, gap_closed,
-                             mean_std, replace_markdown_section, run_demo)
+                             demo_config, demo_uses_prior, format_benchmark_section,
+                             format_demo_table, gap_closed, mean_std, replace_markdown_section,
+                             run_demo)
 
 
 def test_gap_closed_by_hand():
@@ -35,9 +36,14 @@ def test_demo_configs_build_the_intended_variants(modality, monkeypatch):
         cfg = Config.fromfile(demo_config(modality, variant))
         train_set = cfg.train_dataloader.dataset
         assert cfg.model.decode_head.num_classes == num_classes
-        # the tiny SD prior that tools/demo.py pretrains next to the data
-        assert cfg.model.backbone.pretrained == f'/somewhere/{modality}/tiny-sd'
-        assert 'preset' not in cfg.model.backbone and cfg.model.decode_head.fusion_stride == 4
+        # events: the tiny SD prior that tools/demo.py pretrains next to the data; depth and
+        # infrared: the random tiny preset
+        if modality == 'event':
+            assert cfg.model.backbone.pretrained == '/somewhere/event/tiny-sd'
+            assert 'preset' not in cfg.model.backbone
+        else:
+            assert cfg.model.backbone.preset == 'tiny' and 'pretrained' not in cfg.model.backbone
+        assert cfg.model.decode_head.fusion_stride == 4
         assert cfg.train_cfg.max_iters == 200 and cfg.optim_wrapper.type == 'OptimWrapper'
         assert cfg.test_dataloader.dataset.data_root.startswith(f'/somewhere/{modality}/')
         if variant in ('source-only', 'oracle'):
@@ -54,9 +60,14 @@ def test_demo_configs_build_the_intended_variants(modality, monkeypatch):
             assert (cfg.model.lplr is None) == (variant == 'no-lplr')
         if variant in ('source-only', 'madm'):  # the others differ from these in keys only
             init_default_scope('mmseg')
-            cfg.model.backbone = dict(cfg.model.backbone, pretrained=None, preset='tiny')
+            if modality == 'event':  # the prior is not there: build the same architecture
+                cfg.model.backbone = dict(cfg.model.backbone, pretrained=None, preset='tiny')
             model = MODELS.build(cfg.model)
             assert model.decode_head.num_classes == num_classes
+
+
+def test_only_the_event_demo_runs_the_prior_stage():
+    assert [demo_uses_prior(m) for m in MODALITIES] == [m == 'event' for m in MODALITIES]
 
 
 def test_demo_config_rejects_unknown_names():

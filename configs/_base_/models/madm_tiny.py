@@ -20,8 +20,8 @@ neck = dict(type='BottleneckProjection', in_channels=[3, 32, 64, 64],
 decode_head = dict(
     type='DAFormerHead', in_channels=[16, 64, 64, 64], in_index=[0, 1, 2, 3],
     channels=64, embed_dims=64, num_classes=num_classes, dropout_ratio=0.1,
-    # Fuse at 1/4 of the input instead of full size (the issue-8 lever): the full-size ASPP
-    # took ~60% of a CPU step; measured on the event demo, MADM 0.73 -> 0.30 s/iter and
+    # Fuse at 1/4 of the input instead of full size (the issue-8 lever): the full-size fusion
+    # was about half of a CPU step; measured on the event demo, MADM 0.73 -> 0.30 s/iter and
     # source-only 0.38 -> 0.17 s/iter, mIoU within seed noise (docs/benchmarks.md).
     fusion_stride=4, in_strides=[1, 8, 16, 32],
     norm_cfg=dict(type='BN', requires_grad=True), align_corners=False,

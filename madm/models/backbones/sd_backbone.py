@@ -1,4 +1,5 @@
 """Stable Diffusion v1.x as a one-step feature backbone (method.md §2)."""
+import importlib.util
 import os.path as osp
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,9 +37,8 @@ _SD_HOW_TO_GET = (
     'access run `huggingface-cli download CompVis/stable-diffusion-v1-4 --local-dir <dir>` '
     '(after accepting the model licence on huggingface.co), copy <dir> here and pass it as '
     '`pretrained=<dir>`. For random weights without any download use `preset=\'sd14\'` or '
-    '`preset=\'tiny\'`. The CPU demo configs (configs/madm/demo_*.py) load a tiny SD from '
-    '<demo data>/<modality>/tiny-sd, which `python tools/demo.py --modality <modality>` '
-    'pretrains.')
+    '`preset=\'tiny\'`. The CPU event demo (configs/madm/demo_rgb2event*.py) loads a tiny SD '
+    'from <demo data>/event/tiny-sd, which `python tools/demo.py --modality event` pretrains.')
 
 
 @dataclass
@@ -160,6 +160,7 @@ def empty_prompt_embedding(root: str) -> Tensor:
                     return_tensors='pt').input_ids
     with torch.no_grad():
         return text_encoder(input_ids=ids).last_hidden_state.float()
+
 
 @MODELS.register_module()
 class StableDiffusionBackbone(BaseModule):
@@ -284,9 +285,10 @@ class StableDiffusionBackbone(BaseModule):
 
         # local_files_only: never touch the network, even when HF_HUB_OFFLINE is unset.
         kw = dict(local_files_only=True)
-        # low_cpu_mem_usage=False: what diffusers falls back to without `accelerate` anyway,
-        # minus the warning that asks to install it
-        weights = dict(kw, use_safetensors=True, low_cpu_mem_usage=False)
+        # Without `accelerate` diffusers falls back to low_cpu_mem_usage=False after a warning
+        # that asks to install it; ask for that directly.
+        low_memory = importlib.util.find_spec('accelerate') is not None
+        weights = dict(kw, use_safetensors=True, low_cpu_mem_usage=low_memory)
         unet = UNet2DConditionModel.from_pretrained(root, subfolder='unet', **weights)
         vae = AutoencoderKL.from_pretrained(root, subfolder='vae', **weights)
         scheduler = DDPMScheduler.from_pretrained(root, subfolder='scheduler', **kw)
