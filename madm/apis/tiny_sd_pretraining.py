@@ -85,7 +85,7 @@ def random_crops(images: Sequence[np.ndarray], batch_size: int, crop_size: int,
 
 def _fit(module: torch.nn.Module, step_loss: Callable[[], torch.Tensor], steps: int, lr: float,
          log: Callable[[int, float], None] | None) -> list[float]:
-    """AdamW on ``module`` with a one-cycle schedule; returns every step's loss, leaves it in eval."""
+    """AdamW with a one-cycle schedule on ``module``; every step's loss; leaves it in eval."""
     if steps <= 0:
         return []
     module.train()
