@@ -220,6 +220,15 @@ def _train_into(staging: str, images: Sequence[np.ndarray], schedule: PriorSched
     return record
 
 
+def load_prior_record(out_dir: str) -> dict | None:
+    """The record of a finished prior folder, or None when ``out_dir`` holds no finished prior."""
+    record_file = osp.join(out_dir, PRIOR_RECORD)
+    if not osp.isfile(record_file):
+        return None
+    with open(record_file) as f:
+        return json.load(f)
+
+
 def pretrain_tiny_sd(images: Sequence[np.ndarray], out_dir: str,
                      schedule: PriorSchedule = PriorSchedule(), seed: int = 0,
                      echo: Callable[[str], None] | None = None) -> dict:
@@ -241,10 +250,9 @@ def pretrain_tiny_sd(images: Sequence[np.ndarray], out_dir: str,
         dict: The record: schedule, seed, number of images, ``scaling_factor``, first and
         last losses of each part, seconds.
     """
-    record_file = osp.join(out_dir, PRIOR_RECORD)
-    if osp.isfile(record_file):
-        with open(record_file) as f:
-            return json.load(f)
+    record = load_prior_record(out_dir)
+    if record is not None:
+        return record
     _check_images(images, schedule.crop_size)
     echo = echo or (lambda line: None)
     start = time.monotonic()

@@ -34,7 +34,7 @@ from typing import Literal
 
 from mmengine.logging import print_log
 
-from madm.apis.tiny_sd_pretraining import PRIOR_RECORD, PriorSchedule, pretrain_tiny_sd
+from madm.apis.tiny_sd_pretraining import PriorSchedule, load_prior_record, pretrain_tiny_sd
 from madm.evaluation import format_markdown_table
 
 Modality = Literal['depth', 'infrared', 'event']
@@ -211,9 +211,9 @@ def prepare_demo_prior(data_root: str, modality: Modality,
         dict: The prior's record (:func:`madm.apis.tiny_sd_pretraining.pretrain_tiny_sd`).
     """
     out = osp.join(data_root, modality, PRIOR_DIR)
-    if osp.isfile(osp.join(out, PRIOR_RECORD)):  # images are not even loaded
-        with open(osp.join(out, PRIOR_RECORD)) as f:
-            return json.load(f)
+    record = load_prior_record(out)  # a finished prior: its images are not even loaded
+    if record is not None:
+        return record
     return pretrain_tiny_sd(demo_prior_images(modality, data_root), out, schedule, seed=seed,
                             echo=echo)
 
