@@ -52,6 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--fusion-stride', type=int, default=None,
                         help='DAFormer fusion at 1/s of the image (default: at s0, stride 1)')
     parser.add_argument('--compile', action='store_true', help='torch.compile the UNet')
+    parser.add_argument('--head-with-cp', action='store_true',
+                        help="recompute the head's fusion in backward (DAFormerHead with_cp)")
+    parser.add_argument('--compile-head', action='store_true',
+                        help='torch.compile the student and teacher decode heads')
     parser.add_argument('--fused-adamw', action='store_true', help='AdamW(fused=True)')
     parser.add_argument('--channels-last', action='store_true',
                         help='UNet and VAE in channels-last memory format')
@@ -70,7 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='measure every lever of LEVER_SWEEP in one process; --out gets '
                         'the list of results, rewritten after each variant')
     parser.add_argument('--only', nargs='+', metavar='NAME', default=None,
-                        help='with --sweep: run only these variants of LEVER_SWEEP, by name')
+                        help='with --sweep: run only these variants of LEVER_SWEEP, by name, '
+                        'in the order given')
     parser.add_argument('--profile', nargs='*', metavar='NAME', default=None,
                         help='profile one step (operators by device time): with --sweep, of '
                         'the named variants; without, of the run (no names)')
@@ -95,6 +100,7 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
         iters=args.iters, warmup=args.warmup, amp=args.amp,
         gradient_checkpointing=args.grad_checkpointing, attention=args.attention,
         vae_dtype=args.vae_dtype, fusion_stride=args.fusion_stride, compile=args.compile,
+        head_with_cp=args.head_with_cp, compile_head=args.compile_head,
         fused_adamw=args.fused_adamw, channels_last=args.channels_last,
         cudnn_benchmark=args.cudnn_benchmark, seed=args.seed)
     sizes = tuple(tuple(int(v) for v in hw.lower().split('x')) for hw in args.inference_sizes)
@@ -109,7 +115,8 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
             if unknown:
                 raise SystemExit(f'--only: unknown variants {sorted(unknown)}; known: '
                                  f'{[name for name, _ in LEVER_SWEEP]}')
-            variants = tuple(v for v in LEVER_SWEEP if v[0] in args.only)
+            by_name = dict(LEVER_SWEEP)
+            variants = tuple((name, by_name[name]) for name in args.only)  # in the given order
         results = run_lever_sweep(cfg, settings, variants=variants, inference_sizes=sizes,
                                   deadline_s=args.deadline_s, peak_tflops=args.peak_tflops,
                                   profile_for=tuple(args.profile or ()), on_result=save)

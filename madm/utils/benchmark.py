@@ -99,6 +99,10 @@ class BenchmarkSettings:
         fusion_stride (int | None): DAFormer fusion at 1/s of the image instead of at s0's full
             resolution (method.md §11.14); None keeps the reference. Defaults to None.
         compile (bool): ``torch.compile`` the UNet in place. Defaults to False.
+        head_with_cp (bool): The head's ``with_cp``: recompute its fusion in backward.
+            Defaults to False.
+        compile_head (bool): ``torch.compile`` the student's and the teacher's decode heads
+            in place. Defaults to False.
         fused_adamw (bool): ``AdamW(fused=True)``. Defaults to False.
         channels_last (bool): UNet and VAE in channels-last memory format. Defaults to False.
         cudnn_benchmark (bool): ``torch.backends.cudnn.benchmark`` (autotuned convolution
@@ -118,6 +122,8 @@ class BenchmarkSettings:
     vae_dtype: Literal['float32', 'float16', 'bfloat16'] | None = None
     fusion_stride: int | None = None
     compile: bool = False
+    head_with_cp: bool = False
+    compile_head: bool = False
     fused_adamw: bool = False
     channels_last: bool = False
     cudnn_benchmark: bool = False
@@ -246,6 +252,8 @@ def benchmark_model_cfg(cfg: Config, settings: BenchmarkSettings, *,
     if settings.preset == 'tiny':
         head.update(channels=TINY_NECK_HEAD['head_channels'],
                     embed_dims=TINY_NECK_HEAD['embed_dims'])
+    if settings.head_with_cp:
+        head.with_cp = True
     if settings.fusion_stride is not None:
         index = head.get('in_index') or list(range(len(head_in)))
         head.update(fusion_stride=settings.fusion_stride, in_strides=[strides[i] for i in index])
@@ -279,6 +287,15 @@ def build_benchmark_model(cfg: Config, settings: BenchmarkSettings,
         model = MODELS.build(model_cfg)
         model.init_weights()
     return model.to(device).train()
+
+
+def decode_heads(model: nn.Module) -> list[nn.Module]:
+    """The student's decode head and, for a UDA model, the EMA teacher's copy of it."""
+    heads = [model.decode_head]
+    teacher = getattr(model, 'teacher', None)
+    if teacher is not None and 'decode_head' in teacher:
+        heads.append(teacher['decode_head'])
+    return heads
 
 
 # --------------------------------------------------------------------------- data
@@ -466,7 +483,8 @@ def count_train_step_flops(model: nn.Module, batch: dict) -> int:
 def count_flops_on_meta(cfg: Config, settings: BenchmarkSettings) -> int:
     """Model FLOPs per iteration at ``settings``' preset, batch and size, without running it.
 
-    Gradient checkpointing is turned off, so recomputation is not counted (model FLOPs).
+    Gradient checkpointing (UNet and head) is turned off, so recomputation is not counted
+    (model FLOPs).
 
     Args:
         cfg (Config): The task config.
@@ -475,6 +493,7 @@ def count_flops_on_meta(cfg: Config, settings: BenchmarkSettings) -> int:
     Returns:
         int: FLOPs of one training iteration.
     """
+    settings = dataclasses.replace(settings, head_with_cp=False)
     model = build_benchmark_model(cfg, settings, 'meta', gradient_checkpointing=False)
     batch = synthetic_batch(settings.batch_size, settings.size, model.num_classes, settings.seed)
     _set_iter(1)
@@ -736,6 +755,9 @@ def _run_benchmark(cfg: Config, settings: BenchmarkSettings, device: torch.devic
     if settings.compile:
         # In place, so the backbone's forward hooks still find the UNet's named submodules.
         model.backbone.unet.compile()
+    if settings.compile_head:
+        for head in decode_heads(model):
+            head.compile()
     optim_wrapper = build_benchmark_optim_wrapper(model, cfg, settings)
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
@@ -786,6 +808,7 @@ def format_markdown(result: BenchmarkResult) -> str:
         ('vae dtype / fusion stride / compile / fused AdamW',
          f"{s['vae_dtype'] or 'config'} / {s['fusion_stride'] or 'none (s0 size)'} / "
          f"{s['compile']} / {s['fused_adamw']}"),
+        ('head checkpointing / compile head', f"{s['head_with_cp']} / {s['compile_head']}"),
         ('trainable parameters', f'{result.params_trainable / 1e6:.2f} M'),
         ('s/iter (median)', f'{result.sec_per_iter:.4f}'),
         ('it/s', f'{result.iter_per_sec:.3f}'),
@@ -827,13 +850,29 @@ LEVER_SWEEP: tuple[tuple[str, dict], ...] = (
     ('bf16 + all levers + cudnn.benchmark + channels-last',
      dict(amp='bf16', cudnn_benchmark=True, channels_last=True, **ALL_LEVERS)),
     ('fp32', dict(amp='none')),
+    # The cheap levers together, at the reference's full-size fusion, with the head's
+    # activations recomputed, and at stride 4 without gradient checkpointing (it costs time
+    # and was not needed to stay under 24 GiB).
+    ('bf16 + VAE in bf16 + fused AdamW',
+     dict(amp='bf16', vae_dtype='bfloat16', fused_adamw=True)),
+    ('bf16 + head checkpointing + VAE in bf16 + fused AdamW',
+     dict(amp='bf16', head_with_cp=True, vae_dtype='bfloat16', fused_adamw=True)),
+    ('bf16 + fusion stride 4 + VAE in bf16 + fused AdamW',
+     dict(amp='bf16', fusion_stride=4, vae_dtype='bfloat16', fused_adamw=True)),
     ('bf16 + compile', dict(amp='bf16', compile=True)),
     ('bf16 + all levers + compile', dict(amp='bf16', compile=True, **ALL_LEVERS)),
+    ('bf16 + VAE in bf16 + fused AdamW + compile (UNet and head)',
+     dict(amp='bf16', vae_dtype='bfloat16', fused_adamw=True, compile=True,
+          compile_head=True)),
+    ('bf16 + fusion stride 4 + VAE in bf16 + fused AdamW + compile (UNet and head)',
+     dict(amp='bf16', fusion_stride=4, vae_dtype='bfloat16', fused_adamw=True,
+          compile=True, compile_head=True)),
 )
 #: Variants whose loss terms are compared with fp32, and those timed at inference too.
-SWEEP_CHECK_FP32 = ('bf16 (baseline)', 'bf16 + all levers but compile', 'fp16 + GradScaler')
+SWEEP_CHECK_FP32 = ('bf16 (baseline)', 'bf16 + all levers but compile', 'fp16 + GradScaler',
+                    'bf16 + head checkpointing + VAE in bf16 + fused AdamW')
 SWEEP_INFERENCE = ('bf16 (baseline)', 'bf16 + all levers but compile', 'fp32',
-                   'bf16 + compile')
+                   'bf16 + compile', 'bf16 + VAE in bf16 + fused AdamW')
 
 
 def _release_memory(device: torch.device) -> None:
@@ -892,7 +931,8 @@ def run_lever_sweep(cfg: Config, base: BenchmarkSettings, *,
         settings = dataclasses.replace(base, **overrides)
         entry: dict = dict(name=name, settings=asdict(settings))
         elapsed = time.perf_counter() - start
-        needed = longest * (3.0 if settings.compile else 1.0)
+        compiled = settings.compile or settings.compile_head
+        needed = longest * (3.0 if compiled else 1.0)
         if deadline_s is not None and elapsed + needed > deadline_s:
             entry.update(status='skipped', wall_s=0.0,
                          error=f'deadline: {elapsed:.0f} s used of {deadline_s:.0f} s, '
@@ -917,9 +957,9 @@ def run_lever_sweep(cfg: Config, base: BenchmarkSettings, *,
         finally:
             entry['wall_s'] = time.perf_counter() - t0
         _release_memory(device)
-        if device.type == 'cuda' and settings.compile:
-            torch._dynamo.reset()  # the next variant's UNet is a new module
-        longest = max(longest, entry['wall_s'] / (3.0 if settings.compile else 1.0))
+        if compiled:
+            torch._dynamo.reset()  # the next variant's modules are new ones
+        longest = max(longest, entry['wall_s'] / (3.0 if compiled else 1.0))
         results.append(entry)
         print_log(f'[sweep] {name}: {summarise_variant(entry)}', logger='current')
         if on_result is not None:

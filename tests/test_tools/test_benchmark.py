@@ -176,7 +176,7 @@ def test_default_sweep_names_are_unique_and_cover_every_lever():
     toggled = {key for _, overrides in LEVER_SWEEP for key in overrides}
     assert toggled == {'amp', 'attention', 'gradient_checkpointing', 'vae_dtype',
                        'fusion_stride', 'fused_adamw', 'compile', 'cudnn_benchmark',
-                       'channels_last'}
+                       'channels_last', 'head_with_cp', 'compile_head'}
     assert set(toggled) <= {f.name for f in dataclasses.fields(BenchmarkSettings)}
 
 
@@ -205,3 +205,28 @@ def test_one_gpu_config_is_the_measured_all_levers_setting():
     assert cfg.optim_wrapper.loss_scale == dict(enabled=False)
     assert cfg.train_dataloader.batch_size == 2  # the reference batch, in one process
     assert backbone.pretrained == event_cfg().model.backbone.pretrained
+
+
+def test_head_levers_reach_student_and_teacher_and_keep_the_flop_count():
+    cfg = event_cfg()
+    settings = tiny_settings(head_with_cp=True)
+    model = build_benchmark_model(cfg, settings)
+    assert model.decode_head.with_cp and model.teacher['decode_head'].with_cp
+    # Model FLOPs: the head's recomputation is not counted.
+    assert count_flops_on_meta(cfg, settings) == count_flops_on_meta(cfg, tiny_settings())
+
+
+def test_sweep_only_runs_the_named_variants_in_the_given_order(tmp_path, monkeypatch):
+    seen = []
+
+    def fake_sweep(cfg, settings, *, variants, **kw):
+        seen.extend(name for name, _ in variants)
+        return []
+
+    monkeypatch.setattr(benchmark_tool, 'run_lever_sweep', fake_sweep)
+    benchmark_tool.main([EVENT_CONFIG, '--preset', 'tiny', '--device', 'cpu', '--sweep',
+                         '--only', 'fp32', 'bf16 + compile', 'bf16 (baseline)'])
+    assert seen == ['fp32', 'bf16 + compile', 'bf16 (baseline)']
+    with pytest.raises(SystemExit, match='unknown variants'):
+        benchmark_tool.main([EVENT_CONFIG, '--preset', 'tiny', '--device', 'cpu', '--sweep',
+                             '--only', 'bf16 + warp drive'])

@@ -1,5 +1,6 @@
 """DAFormer decode head as MADM configures it: MLP embeddings + separable ASPP fusion."""
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn as nn
@@ -9,6 +10,8 @@ from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType
 from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.checkpoint import checkpoint
 
 
 @MODELS.register_module()
@@ -50,6 +53,10 @@ class DAFormerHead(BaseDecodeHead):
         in_strides (Sequence[int] | None): Stride of each selected input w.r.t. the image,
             e.g. the SD backbone's ``out_strides`` (1, 8, 16, 32); needed with
             ``fusion_stride``. Defaults to None.
+        with_cp (bool): Recompute the fusion (embeddings to ``fuse_bottleneck``) in backward
+            instead of keeping its activations: at MADM's full-size fusion they are most of
+            the training memory (issue 8). BN running statistics are updated once, as
+            without it. Defaults to False.
         norm_cfg (dict): Norm of the fusion ConvModules. Defaults to
             ``dict(type='BN', requires_grad=True)`` (plain BN, method.md §3).
         init_cfg (dict | None): See "Initialisation". Defaults to None.
@@ -67,6 +74,7 @@ class DAFormerHead(BaseDecodeHead):
                  dilations: Sequence[int] = (1, 6, 12, 18),
                  fusion_stride: int | None = None,
                  in_strides: Sequence[int] | None = None,
+                 with_cp: bool = False,
                  norm_cfg: ConfigType = dict(type='BN', requires_grad=True),
                  init_cfg: OptConfigType = None,
                  **kwargs) -> None:
@@ -82,6 +90,7 @@ class DAFormerHead(BaseDecodeHead):
                                  f'({len(self.in_channels)}), e.g. the backbone\'s out_strides; '
                                  f'got {in_strides}.')
         self.fusion_stride = fusion_stride
+        self.with_cp = with_cp
         self.in_strides = None if in_strides is None else tuple(in_strides)
         self.embed_dims = embed_dims
         self.embed_layers = nn.ModuleList(nn.Linear(c, embed_dims) for c in self.in_channels)
@@ -115,7 +124,10 @@ class DAFormerHead(BaseDecodeHead):
     def _embed(self, layer: nn.Linear, x: Tensor) -> Tensor:
         n, _, h, w = x.shape
         out = layer(x.flatten(2).transpose(1, 2))  # (N, H*W, E): the reference's "mlp" embed
-        return out.transpose(1, 2).reshape(n, -1, h, w)
+        # The transposed view has channels-last strides; left so, the concatenation feeds the
+        # ASPP's depthwise convolutions an NHWC tensor, for which cuDNN's dilated depthwise
+        # kernels took 13x as long (forward + backward) as NCHW on an H100 (docs/benchmarks.md).
+        return out.transpose(1, 2).reshape(n, -1, h, w).contiguous()
 
     def forward(self, inputs: Sequence[Tensor]) -> Tensor:
         """Fuse the selected inputs and classify.
@@ -127,6 +139,15 @@ class DAFormerHead(BaseDecodeHead):
             Tensor: Logits (N, num_classes, Hf, Wf) at the fusion size.
         """
         inputs = self._transform_inputs(inputs)
+        if self.with_cp and torch.is_grad_enabled() and any(x.requires_grad for x in inputs):
+            x = checkpoint(self._fuse, *inputs, use_reentrant=False,
+                           context_fn=_bn_stats_frozen_on_recompute(self))
+        else:
+            x = self._fuse(*inputs)
+        return self.cls_seg(x)
+
+    def _fuse(self, *inputs: Tensor) -> Tensor:
+        """Embed, resize, concatenate and fuse the inputs: (N, channels, Hf, Wf)."""
         size = self.fusion_size(inputs)
         embeds = []
         for layer, x in zip(self.embed_layers, inputs):
@@ -139,5 +160,28 @@ class DAFormerHead(BaseDecodeHead):
                     x = resize(x, size=size, mode='bilinear', align_corners=self.align_corners)
             embeds.append(x)
         x = torch.cat(embeds, dim=1)
-        x = self.fuse_bottleneck(torch.cat([branch(x) for branch in self.aspp], dim=1))
-        return self.cls_seg(x)
+        return self.fuse_bottleneck(torch.cat([branch(x) for branch in self.aspp], dim=1))
+
+
+def _bn_stats_frozen_on_recompute(module: nn.Module):
+    """``checkpoint``'s ``context_fn``: the recomputation leaves BN running statistics alone.
+
+    The forward already updated them once; a second update from the same batch would apply
+    the momentum twice.
+    """
+
+    @contextmanager
+    def frozen() -> Iterator[None]:
+        norms = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.training
+                 and m.track_running_stats]
+        saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+        for m in norms:
+            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
+        try:
+            yield
+        finally:
+            for m, (momentum, tracked) in zip(norms, saved):
+                m.momentum = momentum
+                m.num_batches_tracked.copy_(tracked)
+
+    return lambda: (nullcontext(), frozen())

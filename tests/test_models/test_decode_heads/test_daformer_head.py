@@ -122,3 +122,53 @@ def test_trains_in_mmseg_encoder_decoder():
         preds = model.val_step(_data(1))
     assert preds[0].pred_sem_seg.data.shape == (1, 64, 64)
     assert preds[0].seg_logits.data.shape == (3, 64, 64)
+
+
+def _saved_bytes(fn) -> tuple:
+    """``fn()`` and the bytes of the tensors autograd kept for its backward."""
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, total
+
+
+def test_with_cp_same_result_grads_and_bn_stats_with_less_saved():
+    torch.manual_seed(0)
+    plain = _head(dropout_ratio=0.0).train()
+    with_cp = _head(dropout_ratio=0.0, with_cp=True).train()
+    with_cp.load_state_dict(plain.state_dict())
+    feats = [f.requires_grad_(True) for f in _feats()]
+    feats_cp = [f.detach().clone().requires_grad_(True) for f in feats]
+    out, saved = _saved_bytes(lambda: plain(feats))
+    out_cp, saved_cp = _saved_bytes(lambda: with_cp(feats_cp))
+    torch.testing.assert_close(out_cp, out)
+    assert saved_cp < saved / 4, (saved_cp, saved)
+    out.square().mean().backward()
+    out_cp.square().mean().backward()
+    for (name, p), p_cp in zip(plain.named_parameters(), with_cp.parameters()):
+        torch.testing.assert_close(p_cp.grad, p.grad, msg=name)
+    for f, f_cp in zip(feats, feats_cp):
+        torch.testing.assert_close(f_cp.grad, f.grad)
+    # BN running statistics moved once, not twice (the recomputation leaves them alone).
+    for (name, b), b_cp in zip(plain.named_buffers(), with_cp.buffers()):
+        torch.testing.assert_close(b_cp, b, msg=name)
+    assert with_cp.aspp[0].bn.momentum == plain.aspp[0].bn.momentum
+    # Without grad (the EMA teacher) nothing is checkpointed.
+    with torch.no_grad():
+        torch.testing.assert_close(with_cp(feats_cp), plain(feats))
+
+
+def test_aspp_gets_a_contiguous_nchw_tensor():
+    """The embeddings' transposed views are channels-last; cuDNN's NHWC dilated depthwise
+    kernels took 13x as long on an H100, so the head hands the ASPP plain NCHW."""
+    head = _head()
+    seen = []
+    head.aspp[1].register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous()))
+    head(_feats())
+    assert seen == [True]
