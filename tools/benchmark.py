@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--compile', action='store_true', help='torch.compile the UNet')
     parser.add_argument('--head-with-cp', action='store_true',
                         help="recompute the head's fusion in backward (DAFormerHead with_cp)")
+    parser.add_argument('--head-resize', choices=('interpolate', 'matmul'), default='interpolate',
+                        help="how the head resizes its embeddings (DAFormerHead resize_impl)")
     parser.add_argument('--compile-head', action='store_true',
                         help='torch.compile the student and teacher decode heads')
     parser.add_argument('--fused-adamw', action='store_true', help='AdamW(fused=True)')
@@ -100,7 +102,8 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
         iters=args.iters, warmup=args.warmup, amp=args.amp,
         gradient_checkpointing=args.grad_checkpointing, attention=args.attention,
         vae_dtype=args.vae_dtype, fusion_stride=args.fusion_stride, compile=args.compile,
-        head_with_cp=args.head_with_cp, compile_head=args.compile_head,
+        head_with_cp=args.head_with_cp, head_resize=args.head_resize,
+        compile_head=args.compile_head,
         fused_adamw=args.fused_adamw, channels_last=args.channels_last,
         cudnn_benchmark=args.cudnn_benchmark, seed=args.seed)
     sizes = tuple(tuple(int(v) for v in hw.lower().split('x')) for hw in args.inference_sizes)

@@ -176,7 +176,7 @@ def test_default_sweep_names_are_unique_and_cover_every_lever():
     toggled = {key for _, overrides in LEVER_SWEEP for key in overrides}
     assert toggled == {'amp', 'attention', 'gradient_checkpointing', 'vae_dtype',
                        'fusion_stride', 'fused_adamw', 'compile', 'cudnn_benchmark',
-                       'channels_last', 'head_with_cp', 'compile_head'}
+                       'channels_last', 'head_with_cp', 'head_resize', 'compile_head'}
     assert set(toggled) <= {f.name for f in dataclasses.fields(BenchmarkSettings)}
 
 
@@ -209,10 +209,11 @@ def test_one_gpu_config_is_the_measured_all_levers_setting():
 
 def test_head_levers_reach_student_and_teacher_and_keep_the_flop_count():
     cfg = event_cfg()
-    settings = tiny_settings(head_with_cp=True)
+    settings = tiny_settings(head_with_cp=True, head_resize='matmul')
     model = build_benchmark_model(cfg, settings)
-    assert model.decode_head.with_cp and model.teacher['decode_head'].with_cp
-    # Model FLOPs: the head's recomputation is not counted.
+    for head in (model.decode_head, model.teacher['decode_head']):
+        assert head.with_cp and head.resize_impl == 'matmul'
+    # Model FLOPs: neither the head's recomputation nor the resize matmuls are counted.
     assert count_flops_on_meta(cfg, settings) == count_flops_on_meta(cfg, tiny_settings())
 
 

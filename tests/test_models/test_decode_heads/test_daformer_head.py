@@ -172,3 +172,19 @@ def test_aspp_gets_a_contiguous_nchw_tensor():
     head.aspp[1].register_forward_pre_hook(lambda m, args: seen.append(args[0].is_contiguous()))
     head(_feats())
     assert seen == [True]
+
+
+@pytest.mark.parametrize('kw', [dict(), dict(fusion_stride=4, in_strides=[1, 8, 16, 32])])
+def test_matmul_resize_impl_matches_interpolate(kw):
+    torch.manual_seed(0)
+    reference = _head(dropout_ratio=0.0, **kw).train()
+    matmul = _head(dropout_ratio=0.0, resize_impl='matmul', **kw).train()
+    matmul.load_state_dict(reference.state_dict())
+    out_ref, out = reference(_feats()), matmul(_feats())
+    torch.testing.assert_close(out, out_ref, atol=1e-5, rtol=1e-4)
+    out_ref.square().mean().backward()
+    out.square().mean().backward()
+    for (name, p_ref), p in zip(reference.named_parameters(), matmul.parameters()):
+        torch.testing.assert_close(p.grad, p_ref.grad, atol=1e-6, rtol=1e-4, msg=name)
+    with pytest.raises(ValueError, match='resize_impl'):
+        _head(resize_impl='nearest')
