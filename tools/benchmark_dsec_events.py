@@ -13,14 +13,14 @@ Per backend x representation it reports, in one run and on the same recording:
 
 * end to end: ``convert_sequence`` (HDF5 read of the fields the representation needs,
   rectify, render, quantise, PNG encode, atomic write), events/s, as the converter runs by
-  default (the next window decoded in a reader process while this one renders) and with
-  ``prefetch=False`` (everything in one process);
+  default (the next window decoded in a reader process while this one renders) and
+  sequentially (``prefetch=False``: everything in one process);
 * render: the renderer alone on events already in memory (rectify + rasterise +
   quantise to the uint8 image), events/s, and its rasterising part alone
   (``accumulate``: rectify + rasterise, before quantisation);
 * the numpy backend's speed-up over each backend on each of these;
-* the tracemalloc peak of an end-to-end run without prefetching (numpy and h5py buffers;
-  HDF5's own C buffers are not traced), and the same for the first half of the recording:
+* the tracemalloc peak of a sequential end-to-end run (numpy and h5py buffers; HDF5's
+  own C buffers are not traced), and the same for the first half of the recording:
   equal peaks mean memory follows the window, not the recording. Prefetching adds two
   shared-memory slots of the largest window (13 bytes per event), untraced.
 
@@ -187,8 +187,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
           f"640x480 -> 640x440; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, numpy {np.__version__}\n")
-    print('| events/window | representation | backend | end to end ev/s | e2e, no prefetch '
-          'ev/s | render ev/s | rasterise ev/s | numpy speed-up (e2e / e2e no prefetch / render '
+    print('| events/window | representation | backend | end to end ev/s | e2e, sequential '
+          'ev/s | render ev/s | rasterise ev/s | numpy speed-up (e2e / sequential / render '
           '/ rasterise) | peak MiB |')
     print('|---|---|---|---|---|---|---|---|---|')
     keys = ('rate', 'sequential_rate', 'render_rate', 'raster_rate')

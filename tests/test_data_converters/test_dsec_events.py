@@ -245,3 +245,34 @@ def test_benchmark_main_runs_on_a_tiny_recording(capsys):
     assert all(r['speedup']['rate'] == 1.0 for r in rows if r['backend'] == 'numpy')
     out = capsys.readouterr().out
     assert '| 1,500 | edge | numpy |' in out and '| 1,500 | voxel | tonic |' in out
+
+
+def test_read_into_decodes_the_same_events_into_caller_buffers(tmp_path):
+    from madm.datasets.conversion.event_prefetch import FIELD_DTYPES
+    rec = _recording(str(tmp_path))
+    ts = [int(v) for v in rec['timestamps']]
+    last = int(rec['t'][-1])
+    windows = [(ts[0], ts[1]), (ts[1], ts[2]), (ts[1], ts[1] + 1),
+               (T_OFFSET + 1999, T_OFFSET + 7001), (T_OFFSET - 10, T_OFFSET + 10),
+               (last + 10_000, last + 60_000), (last - 5, last + 10**6),
+               (last - 5, T_OFFSET + 5 * 10**9)]  # relative end beyond uint32
+    with DSECEventReader(rec['events']) as reader:
+        capacity = reader.max_window_events(windows)
+        for columns in ('xytp', 'xyp'):
+            # stale values in the buffers must be overwritten, not kept
+            out = {key: np.full(capacity + 5, 7, FIELD_DTYPES[key]) for key in columns}
+            for t0, t1 in windows:
+                expected = reader.read(t0, t1, columns)
+                count = reader.read_into(t0, t1, out, columns)
+                if expected is None:
+                    assert count is None
+                    continue
+                assert count == len(expected['x'])
+                for key in columns:
+                    np.testing.assert_array_equal(out[key][:count], expected[key])
+        assert sum(reader.read_into(t0, t1, out, 'xyp') or 0 for t0, t1 in windows) > 0
+        tail = reader.read(last - 5, T_OFFSET + 5 * 10**9)
+        np.testing.assert_array_equal(tail['t'], rec['t'][rec['t'] >= last - 5])
+        with pytest.raises(ValueError, match='do not fit'):
+            reader.read_into(ts[0], ts[1], {key: np.zeros(3, FIELD_DTYPES[key]) for key in 'xp'},
+                             'xp')

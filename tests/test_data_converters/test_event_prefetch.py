@@ -71,15 +71,16 @@ def test_window_bound_covers_every_window(tmp_path):
 def test_reader_process_failure_is_raised_with_its_traceback(tmp_path, monkeypatch):
     rec = _recording(str(tmp_path))
     calls = []
-    original = DSECEventReader.read
+    original = DSECEventReader.read_into
 
-    def failing_read(self, t_start, t_end, columns='xytp'):
+    def failing_read(self, t_start, t_end, out, columns='xytp'):
         calls.append(t_start)
         if len(calls) == 3:  # counted in the forked child, which inherits this patch
             raise OSError('Blosc decompression failed (simulated)')
-        return original(self, t_start, t_end, columns)
+        return original(self, t_start, t_end, out, columns)
 
-    monkeypatch.setattr(DSECEventReader, 'read', failing_read)
+    # the reader process decodes with read_into (straight into shared memory)
+    monkeypatch.setattr(DSECEventReader, 'read_into', failing_read)
     seen = 0
     with pytest.raises(RuntimeError, match='simulated'):
         for _ in read_windows(rec['events'], rec['windows']):

@@ -68,6 +68,29 @@ _SEMANTIC_HOWTO = ('Unzip DSEC-Semantic (train/test_semantic_segmentation.zip) a
                    'split folder as --semantic-root.')
 
 
+def _search_sorted(t_rel: np.ndarray, value: int) -> int:
+    """``np.searchsorted(t_rel, value, 'left')`` without casting ``t_rel`` (uint32 in DSEC).
+
+    A Python int makes numpy cast the whole array to int64 first (~25x slower at 1 M
+    events); a value of the array's own dtype does not, so out-of-range values are
+    answered here.
+    """
+    if np.issubdtype(t_rel.dtype, np.integer):
+        info = np.iinfo(t_rel.dtype)
+        if value > info.max:
+            return len(t_rel)
+        if value <= info.min:
+            return 0
+        value = t_rel.dtype.type(value)
+    return int(np.searchsorted(t_rel, value, 'left'))
+
+
+def _absolute_time(t_rel: np.ndarray, t_offset: int, out: np.ndarray | None = None
+                   ) -> np.ndarray:
+    """``t_rel + t_offset`` as int64 (relative ``t`` is uint32 on disk), in one pass."""
+    return np.add(t_rel, t_offset, out=out, dtype=np.int64, casting='unsafe')
+
+
 class DSECEventReader:
     """Time-window reader over one DSEC ``events.h5`` (DSEC ``EventSlicer`` contract).
 
@@ -118,8 +141,7 @@ class DSECEventReader:
         if t_rel == ms * 1000:
             return lo
         hi = self._ms_index(ms + 1)
-        t = np.asarray(self.events['t'][lo:hi]).astype(np.int64)
-        return lo + int(np.searchsorted(t, t_rel, 'left'))
+        return lo + _search_sorted(np.asarray(self.events['t'][lo:hi]), t_rel)
 
     def max_window_events(self, windows: Sequence[tuple[int, int]]) -> int:
         """Upper bound on the events :meth:`read` returns for any of ``windows``.
@@ -134,6 +156,25 @@ class DSECEventReader:
             if t0 >= 0 and ms0 < len(self.ms_to_idx):
                 most = max(most, self._ms_index(math.ceil(t1 / 1000)) - self._ms_index(ms0))
         return most
+
+    def _locate(self, t_start: int, t_end: int, with_time: bool
+                ) -> tuple[int, int, np.ndarray | None] | None:
+        """Index range ``[a, b)`` of the window's events, and their relative ``t`` as stored.
+
+        ``t`` is decoded only ``with_time`` (else None); None when the window starts
+        before the recording or after its end.
+        """
+        t0, t1 = t_start - self.t_offset, t_end - self.t_offset
+        ms0 = math.floor(t0 / 1000)
+        if t0 < 0 or ms0 >= len(self.ms_to_idx):
+            return None
+        if not with_time:
+            return self._first_index(t0), self._first_index(t1), None
+        i0 = self._ms_index(ms0)
+        # searched as stored (uint32): no int64 copy of the window's times
+        t = np.asarray(self.events['t'][i0:self._ms_index(math.ceil(t1 / 1000))])
+        a, b = _search_sorted(t, t0), _search_sorted(t, t1)
+        return i0 + a, i0 + b, t[a:b]
 
     def read(self, t_start: int, t_end: int,
              columns: str = 'xytp') -> dict[str, np.ndarray] | None:
@@ -153,25 +194,42 @@ class DSECEventReader:
             int64 µs; None when the window starts before the recording or
             after its end.
         """
-        t0, t1 = t_start - self.t_offset, t_end - self.t_offset
-        ms0 = math.floor(t0 / 1000)
-        if t0 < 0 or ms0 >= len(self.ms_to_idx):
+        window = self._locate(t_start, t_end, 't' in columns)
+        if window is None:
             return None
-        out = {}
-        if 't' in columns:
-            i0 = self._ms_index(ms0)
-            # cast before subtracting: relative t is uint32 on disk
-            t = np.asarray(self.events['t'][i0:self._ms_index(math.ceil(t1 / 1000))]
-                           ).astype(np.int64)
-            a, b = np.searchsorted(t, [t0, t1], 'left')
-            out['t'] = t[a:b] + self.t_offset
-            a, b = i0 + int(a), i0 + int(b)
-        else:
-            a, b = self._first_index(t0), self._first_index(t1)
-        for key in 'xyp':
-            if key in columns:
-                out[key] = np.asarray(self.events[key][a:b])
-        return {key: out[key] for key in 'xytp' if key in out}
+        a, b, t = window
+        return {key: _absolute_time(t, self.t_offset) if key == 't'
+                else np.asarray(self.events[key][a:b]) for key in 'xytp' if key in columns}
+
+    def read_into(self, t_start: int, t_end: int, out: dict[str, np.ndarray],
+                  columns: str = 'xytp') -> int | None:
+        """:meth:`read`, decoding straight into caller-owned arrays (no copy, no allocation).
+
+        Args:
+            t_start (int): Window start, absolute µs.
+            t_end (int): Window end, absolute µs, exclusive.
+            out (dict[str, np.ndarray]): One C-contiguous array per field of
+                ``columns``, with :meth:`read`'s dtypes and room for the window
+                (:meth:`max_window_events`); the events go to ``out[key][:count]``.
+            columns (str): Fields to decode. Defaults to all four.
+
+        Returns:
+            int | None: ``count``, or None as :meth:`read`.
+        """
+        window = self._locate(t_start, t_end, 't' in columns)
+        if window is None:
+            return None
+        a, b, t = window
+        count = b - a
+        for key in columns:
+            if len(out[key]) < count:
+                raise ValueError(f'{count} events in [{t_start}, {t_end}) do not fit the '
+                                 f'{len(out[key])}-event buffer for {key!r}')
+            if key == 't':
+                _absolute_time(t, self.t_offset, out['t'][:count])
+            elif count:
+                self.events[key].read_direct(out[key], np.s_[a:b], np.s_[:count])
+        return count
 
     def close(self) -> None:
         """Close the HDF5 file."""
@@ -289,16 +347,15 @@ class NumpyEventRenderer(EventRenderer):
         size = height * width
         pix = sensor_pixels(events['x'], events['y'], width)
         if self.representation == 'histogram':
-            total, on = sensor_polarity_counts(pix, events['p'], size)
-            active = np.flatnonzero(total != 0)
-            on = on[active]
-            hist = splat_active(np.stack([total[active] - on, on]), active, self.splat)
+            counts = sensor_polarity_counts(pix, events['p'], size)  # (size, 2) OFF, ON
+            active = np.flatnonzero(counts[:, 0] + counts[:, 1])
+            hist = splat_active(np.take(counts, active, axis=0).T, active, self.splat)
             if len(pix) == 0:
                 return hist, np.zeros(self.splat.out_shape, np.float32)
             # latest time -> (t - t_start + 1) / window in (0, 1]
             latest = sensor_latest_time(pix, events['t'], size)[active]
-            first = int(events['t'][0]) - t_start + 1
-            score = np.clip((latest + first) / max(t_end - t_start, 1), 0.0, 1.0)
+            latest -= t_start - 1  # int64, exact: the same numerator as before
+            score = np.clip(latest / max(t_end - t_start, 1), 0.0, 1.0)
             return hist, splat_active_max(score, active, self.splat)
         bins = 1 if self.representation == 'edge' else 3
         grid = sensor_voxel_grid(pix, events.get('t'), events['p'], bins, size)

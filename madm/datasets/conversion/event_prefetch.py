@@ -37,23 +37,20 @@ def _views(slot: mmap.mmap, offsets: dict[str, int], count: int) -> dict[str, np
 
 
 def _reader_loop(path: str, windows: Sequence[tuple[int, int]], columns: str,
-                 slots: list[mmap.mmap], offsets: dict[str, int], free, ready) -> None:
+                 slots: list[mmap.mmap], offsets: dict[str, int], capacity: int,
+                 free, ready) -> None:
     """Child: decode each window into the slot the parent hands back, report its size."""
     from .dsec_events import DSECEventReader
     try:
+        buffers = [_views(slot, offsets, capacity) for slot in slots]
         with DSECEventReader(path) as reader:
             for k, (t_start, t_end) in enumerate(windows):
                 slot = free.recv()
                 if slot is None:  # the parent stopped early
                     return
-                events = reader.read(t_start, t_end, columns)
-                if events is None:
-                    ready.send((k, slot, -1))
-                    continue
-                count = len(events[columns[0]])
-                for key, view in _views(slots[slot], offsets, count).items():
-                    view[:] = events[key]
-                ready.send((k, slot, count))
+                # HDF5 decodes straight into the shared slot: no event array is copied
+                count = reader.read_into(t_start, t_end, buffers[slot], columns)
+                ready.send((k, slot, -1 if count is None else count))
     except BaseException:  # noqa: B902  reported to the parent, which raises it
         ready.send(('error', traceback.format_exc()))
 
@@ -101,7 +98,8 @@ def read_windows(path: str, windows: Sequence[tuple[int, int]], columns: str = '
     free_out, free_in = ctx.Pipe(duplex=False)
     ready_out, ready_in = ctx.Pipe(duplex=False)
     process = ctx.Process(target=_reader_loop, daemon=True, name='dsec-event-reader',
-                          args=(path, windows, columns, slots, offsets, free_out, ready_in))
+                          args=(path, windows, columns, slots, offsets, capacity, free_out,
+                                ready_in))
     process.start()
     # only the child writes `ready` and reads `free`: a dead child then reads as EOF here
     ready_in.close()

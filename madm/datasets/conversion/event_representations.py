@@ -340,12 +340,24 @@ def rectify_image_max(raw: np.ndarray, splat: RectifySplat) -> np.ndarray:
 # --------------------------------------------------------------------------
 # Fast path of the DSEC converter: events at integer sensor pixels, accumulated
 # per sensor pixel with one np.bincount per channel, then splatted once.
-_SIGN = np.array([-1.0, 1.0])
 
 
 def sensor_pixels(x: np.ndarray, y: np.ndarray, width: int) -> np.ndarray:
     """Flat sensor pixel ``y * width + x`` of integer events, as intp (what bincount takes)."""
-    return np.asarray(y).astype(np.intp) * width + np.asarray(x)
+    pix = np.asarray(y).astype(np.intp)
+    pix *= width  # in place: one (N,) array instead of three temporaries
+    pix += np.asarray(x)
+    return pix
+
+
+def signed_polarity(p: np.ndarray) -> np.ndarray:
+    """``2p - 1``: +1.0 for ON, -1.0 for OFF events, float64 (bincount's weight type).
+
+    Arithmetic on the uint8 polarity: ~5x faster than gathering from a (-1, 1) table.
+    """
+    sign = np.multiply(p, 2.0)
+    sign -= 1.0
+    return sign
 
 
 def sensor_voxel_grid(pix: np.ndarray, t: np.ndarray, p: np.ndarray, num_bins: int,
@@ -353,9 +365,14 @@ def sensor_voxel_grid(pix: np.ndarray, t: np.ndarray, p: np.ndarray, num_bins: i
     """:func:`voxel_grid` of integer events, on flat sensor pixels.
 
     Same ESS time normalisation and weights, but ``t`` must be sorted ascending
-    (as DSEC stores events): each bin ``b`` then only sees the contiguous run of
-    events with ``t_norm`` in ``(b - 1, b + 1)``, found by binary search, so the
-    work is one bincount over about ``2N`` events in total.
+    (as DSEC stores them). Bins ``k`` and ``k + 1`` only share the events with
+    ``t_norm`` in ``[k, k + 1]`` (a contiguous run, found by binary search), which give
+    ``sign * (k + 1 - t_norm)`` to bin ``k`` and ``sign * (t_norm - k)`` to bin ``k + 1``:
+    both follow from two per-pixel sums over the run, ``sum(sign)`` and
+    ``sum(sign * t_norm)``. That is bincounts over ``2N`` events in all, as one
+    bincount per bin would be, but with two (N,) weight arrays shared by all bins
+    instead of a new one per bin: on the benchmark VM, first touching a fresh 8 MB
+    array (1 M float64) costs ~2 ms in page faults.
 
     Args:
         pix (np.ndarray): ``(N,)`` flat sensor pixels (:func:`sensor_pixels`).
@@ -368,49 +385,62 @@ def sensor_voxel_grid(pix: np.ndarray, t: np.ndarray, p: np.ndarray, num_bins: i
     Returns:
         np.ndarray: ``(B, size)`` float64.
     """
-    sign = _SIGN[np.asarray(p, np.intp)] if len(pix) else np.zeros(0)
+    sign = signed_polarity(p)
     if num_bins == 1:
         return np.bincount(pix, sign, minlength=size)[None]
-    grid = np.empty((num_bins, size))
     if len(pix) == 0:
-        grid.fill(0.0)
-        return grid
+        return np.zeros((num_bins, size))
+    grid = np.empty((num_bins, size))  # every row is written by the first run that reaches it
     t = np.asarray(t)
     span = max(int(t[-1]) - int(t[0]), 1)
-    t_norm = (t - t[0]).astype(np.float64) * ((num_bins - 1) / span)
-    for b in range(num_bins):
-        lo, hi = np.searchsorted(t_norm, [b - 1, b + 1], 'right')
-        weight = t_norm[lo:hi] - b      # sign * (1 - |t_norm - b|), in place
-        np.abs(weight, out=weight)
-        np.subtract(1.0, weight, out=weight)
-        weight *= sign[lo:hi]
-        grid[b] = np.bincount(pix[lo:hi], weight, minlength=size)
+    # exact: |t| < 2**53, so the float64 difference is the integer one
+    t_norm = np.subtract(t, t[0], dtype=np.float64)
+    t_norm *= (num_bins - 1) / span
+    # run k holds t_norm in [k, k + 1); the last run also takes t_norm == B - 1 exactly
+    bounds = [0, *np.searchsorted(t_norm, np.arange(1, num_bins - 1), 'left'), len(pix)]
+    signed_time = np.multiply(t_norm, sign, out=t_norm)  # t_norm is not needed any more
+    for k in range(num_bins - 1):
+        lo, hi = bounds[k], bounds[k + 1]
+        count = np.bincount(pix[lo:hi], sign[lo:hi], minlength=size)          # sum(sign)
+        moment = np.bincount(pix[lo:hi], signed_time[lo:hi], minlength=size)  # sum(sign*t)
+        # bin k gets (k + 1) * count - moment (added to run k - 1's share), bin k + 1
+        # moment - k * count; written in place, without zeroing the grid first
+        if k:
+            grid[k] += (k + 1) * count - moment
+            np.subtract(moment, k * count, out=grid[k + 1])
+        else:
+            np.subtract(count, moment, out=grid[0])
+            grid[1] = moment
     return grid
 
 
-def sensor_polarity_counts(pix: np.ndarray, p: np.ndarray, size: int
-                           ) -> tuple[np.ndarray, np.ndarray]:
+def sensor_polarity_counts(pix: np.ndarray, p: np.ndarray, size: int) -> np.ndarray:
     """:func:`polarity_histogram` of integer events on flat sensor pixels.
 
+    One integer bincount over ``2 * pix + p`` (cheaper than a count plus a weighted
+    count of ON events).
+
     Returns:
-        tuple[np.ndarray, np.ndarray]: ``(total, on)``, each ``(size,)``: all
-        events (int64) and ON events (float64) per pixel; OFF = total - on.
+        np.ndarray: ``(size, 2)`` int64 OFF and ON events per pixel.
     """
-    total = np.bincount(pix, minlength=size)
-    on = np.bincount(pix, np.asarray(p), minlength=size)
-    return total, on
+    index = pix * 2
+    index += np.asarray(p)
+    return np.bincount(index, minlength=2 * size).reshape(size, 2)
 
 
 def sensor_latest_time(pix: np.ndarray, t: np.ndarray, size: int) -> np.ndarray:
-    """Latest ``t - t[0]`` per flat sensor pixel (0 where no event; ``t`` sorted).
+    """Latest ``t`` per flat sensor pixel (``t[0]``, the earliest, where no event; ``t`` sorted).
+
+    The max of ``t`` itself: no (N,) temporary such as ``t - t[0]``.
 
     Returns:
         np.ndarray: ``(size,)`` int64.
     """
-    latest = np.zeros(size, np.int64)
-    if len(pix):
-        t = np.asarray(t)
-        np.maximum.at(latest, pix, t - t[0])
+    if len(pix) == 0:
+        return np.zeros(size, np.int64)
+    t = np.asarray(t)
+    latest = np.full(size, t[0], np.int64)
+    np.maximum.at(latest, pix, t)
     return latest
 
 
