@@ -11,7 +11,8 @@ from mmengine.config import Config
 from _helpers import REPO_ROOT
 from madm.utils.benchmark import (ALL_LEVERS, LEVER_SWEEP, SWEEP_CHECK_FP32, SWEEP_INFERENCE,
                                   BenchmarkSettings, benchmark_model_cfg, build_benchmark_model,
-                                  build_benchmark_optim_wrapper, compare_precision, count_flops_on_meta, count_train_step_flops,
+                                  build_benchmark_optim_wrapper, compare_precision,
+                                  count_flops_on_meta, count_train_step_flops,
                                   format_sweep_markdown, peak_tflops_of, profile_train_step,
                                   run_lever_sweep, synthetic_batch)
 

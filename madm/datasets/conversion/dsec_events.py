@@ -36,7 +36,6 @@ import os.path as osp
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import h5py
 import numpy as np

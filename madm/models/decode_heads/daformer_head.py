@@ -1,6 +1,6 @@
 """DAFormer decode head as MADM configures it: MLP embeddings + separable ASPP fusion."""
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Literal
 
 import torch
@@ -101,7 +101,8 @@ class DAFormerHead(BaseDecodeHead):
         self.fusion_stride = fusion_stride
         self.with_cp = with_cp
         if resize_impl not in ('interpolate', 'matmul'):
-            raise ValueError(f"resize_impl must be 'interpolate' or 'matmul', got {resize_impl!r}.")
+            raise ValueError("resize_impl must be 'interpolate' or 'matmul', got "
+                             f'{resize_impl!r}.')
         self.resize_impl = resize_impl
         self.in_strides = None if in_strides is None else tuple(in_strides)
         self.embed_dims = embed_dims
@@ -179,7 +180,8 @@ class DAFormerHead(BaseDecodeHead):
         return self.fuse_bottleneck(torch.cat([branch(x) for branch in self.aspp], dim=1))
 
 
-def _bn_stats_frozen_on_recompute(module: nn.Module):
+def _bn_stats_frozen_on_recompute(
+        module: nn.Module) -> Callable[[], tuple[AbstractContextManager, AbstractContextManager]]:
     """``checkpoint``'s ``context_fn``: the recomputation leaves BN running statistics alone.
 
     The forward already updated them once; a second update from the same batch would apply
