@@ -5,7 +5,6 @@ an H200 while their input had channels-last strides (docs/benchmarks.md). This m
 them (forward, and forward + backward) in each memory format at the head's real shape, and how
 far each result is from an fp32 reference computed from the same bf16-rounded inputs.
 """
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -13,6 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+
+from madm.utils.benchmark import _median, _timed
 
 #: The implementations :func:`benchmark_depthwise` knows: ``nn.Conv2d(groups=C)`` on NCHW
 #: (contiguous) input and weights, and the same in channels-last (NHWC) memory format.
@@ -51,29 +52,11 @@ class DepthwiseTiming:
     ref_max_abs: dict
 
 
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2]
-
-
-def _time_ms(fn: Callable[[], None], device: torch.device, iters: int, warmup: int) -> float:
-    times = []
-    for i in range(warmup + iters):
-        if device.type == 'cuda':
-            start, end = (torch.cuda.Event(enable_timing=True),
-                          torch.cuda.Event(enable_timing=True))
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize(device)
-            seconds = start.elapsed_time(end) / 1000.0
-        else:
-            start_s = time.perf_counter()
-            fn()
-            seconds = time.perf_counter() - start_s
-        if i >= warmup:
-            times.append(seconds)
-    return 1000.0 * _median(times)
+def _time_ms(fn: Callable[[], object], device: torch.device, iters: int, warmup: int
+             ) -> float:
+    """Median milliseconds of ``fn`` over ``iters`` calls after ``warmup`` untimed ones."""
+    seconds = [_timed(fn, device) for _ in range(warmup + iters)][warmup:]
+    return 1000.0 * _median(seconds)
 
 
 def _build(impl: str, channels: int, dilation: int, weight: Tensor) -> nn.Conv2d:
