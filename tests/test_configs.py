@@ -94,10 +94,11 @@ def test_memory_configs_build_and_keep_the_task(built, name):
     cfg, model = built(name)
     reference, _ = built(name.split('_')[0] + '.py')
     assert type(model).__name__ == 'MADM' and model.decode_head.fusion_stride == 4
-    # Only the backbone's speed switches, the head's fusion and the optimiser differ.
+    # Only the backbone's speed switches, the head's fusion and resize, and the optimiser differ.
     assert _diff(cfg.model.to_dict(), reference.model.to_dict()) == {
         'backbone.gradient_checkpointing', 'backbone.vae_dtype', 'decode_head.fusion_stride',
-        'decode_head.in_strides'}
+        'decode_head.in_strides', 'decode_head.resize_impl'}
+    assert model.decode_head.resize_impl == 'matmul'
     assert _diff(cfg.train_dataloader.to_dict(), reference.train_dataloader.to_dict()) == set()
 
 

@@ -54,8 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--compile', action='store_true', help='torch.compile the UNet')
     parser.add_argument('--head-with-cp', action='store_true',
                         help="recompute the head's fusion in backward (DAFormerHead with_cp)")
-    parser.add_argument('--head-resize', choices=('interpolate', 'matmul'), default='interpolate',
-                        help="how the head resizes its embeddings (DAFormerHead resize_impl)")
+    parser.add_argument('--head-resize', choices=('interpolate', 'matmul'), default=None,
+                        help="how the head resizes its embeddings (DAFormerHead resize_impl); "
+                             "default: the config's")
     parser.add_argument('--compile-head', action='store_true',
                         help='torch.compile the student and teacher decode heads')
     parser.add_argument('--fused-adamw', action='store_true', help='AdamW(fused=True)')
