@@ -3,9 +3,9 @@
     python tools/demo.py --modality event        # what `make demo` runs
 
 Writes a synthetic labelled RGB source and an unlabelled target modality
-(data_converters/synthetic.py's generator), for events pretrains a tiny Stable Diffusion
-on those images without labels (madm/apis/tiny_sd_pretraining.py: the CPU stand-in for
-SD-1.4's weights; depth and infrared use the random tiny preset), trains source-only, MADM
+(data_converters/synthetic.py's generator), for events and depth pretrains a tiny Stable
+Diffusion on those images without labels (madm/apis/tiny_sd_pretraining.py: the CPU stand-in
+for SD-1.4's weights; infrared uses the random tiny preset), trains source-only, MADM
 and a target-supervised oracle from it
 (configs/madm/demo_rgb2<modality>*.py, through tools/train.py), scores each with
 tools/test.py, and prints one table of target mIoU. Rerunning reuses the data, the prior

@@ -4,17 +4,17 @@ One demo run (``tools/demo.py``, ``make demo``) is up to six stages::
 
     prepare_demo_data()            data_converters/synthetic.py's generator (resumable)
     prepare_demo_prior()           the tiny SD pretrained on the unlabelled images (resumable;
-                                   event only, see demo_uses_prior)
+                                   event and depth, see demo_uses_prior)
     run_variant('source-only')     tools/train.py + tools/test.py in subprocesses
     run_variant('madm')
     run_variant('oracle')
     format_demo_table()            one markdown table of target mIoU
 
 Every variant is a leaf config ``configs/madm/demo_rgb2<modality>[_<variant>].py`` on the
-tiny SD architecture. The event demo loads it from ``<data>/event/tiny-sd``, which the
-prior stage (:mod:`madm.apis.tiny_sd_pretraining`) trains without labels on the source and
-target train images, as a stand-in for Stable Diffusion's pretraining; the depth and
-infrared demos keep the random preset (measured better there) and skip that stage. The data
+tiny SD architecture. The event and depth demos load it from ``<data>/<modality>/tiny-sd``,
+which the prior stage (:mod:`madm.apis.tiny_sd_pretraining`) trains without labels on the
+source and target train images, as a stand-in for Stable Diffusion's pretraining; the
+infrared demo keeps the random preset (measured better there) and skips that stage. The data
 folder reaches the configs through the ``MADM_DEMO_DATA`` environment variable
 (``configs/_base_/datasets/demo_*.py``). A variant whose ``results.json`` exists is not run
 again, so an interrupted demo resumes.
@@ -165,7 +165,7 @@ def _madm_config(modality: Modality, data_root: str):
 def demo_uses_prior(modality: Modality, data_root: str = 'data/demo') -> bool:
     """Whether the modality's demo configs load the pretrained tiny SD (``<modality>/tiny-sd``).
 
-    The event demo does; the depth and infrared demos keep the random tiny preset, which
+    The event and depth demos do; the infrared demo keeps the random tiny preset, which
     measured better there (docs/benchmarks.md).
     """
     pretrained = _madm_config(modality, data_root).model.backbone.get('pretrained')

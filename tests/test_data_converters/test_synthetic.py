@@ -190,3 +190,42 @@ def test_no_object_fills_the_view():
     assert max(largest) < 0.35
     # and the scenes are not empty of objects either
     assert np.mean(largest) > 0.005
+
+
+def test_depth_relief_gives_surfaces_their_shape():
+    """Kerb, rough grass, rounded cars, receding facades; the sky and the labels stay."""
+    kerb_steps, terrain_rough, road_rough, car_spread = [], [], [], []
+    for i in range(8):
+        scene = syn.generate_scene(96, 128, np.random.default_rng(i))
+        relief = syn.add_depth_relief(scene, np.random.default_rng(100 + i))
+        label = scene.label
+        np.testing.assert_array_equal(relief.instance, scene.instance)
+        assert np.all(relief.depth[label == syn.SKY] == scene.depth[label == syn.SKY])
+        ratio = np.log(relief.depth / scene.depth)
+        kerb_steps += list(ratio[label == syn.SIDEWALK])
+        terrain_rough.append(ratio[label == syn.TERRAIN].std())
+        road_rough.append(ratio[label == syn.ROAD].std())
+        for inst in np.flatnonzero(scene.classes == syn.CAR):
+            if (scene.instance == inst).sum() > 20:
+                car_spread.append(np.ptp(relief.depth[scene.instance == inst]))
+    # the raised sidewalk is nearer than the road plane on the same row (by h / (h - kerb))
+    assert np.allclose(kerb_steps, np.log(1.35 / 1.5), atol=1e-3)
+    assert np.mean(terrain_rough) > 0.05 and max(road_rough) == 0.0  # the road stays flat
+    assert car_spread and min(car_spread) > 0  # no car is a constant-depth cut-out any more
+    again = syn.add_depth_relief(scene, np.random.default_rng(107))
+    np.testing.assert_array_equal(again.depth, relief.depth)
+
+
+def test_a_folder_from_another_generator_version_is_refused(tmp_path):
+    fresh = tmp_path / 'fresh'
+    syn.check_generator_version(str(fresh))  # new folder: the version is recorded first
+    assert (fresh / 'synthetic_version.txt').read_text().strip() == str(syn.GENERATOR_VERSION)
+    syn.check_generator_version(str(fresh))  # same version: resumes
+    old = tmp_path / 'old'
+    (old / 'cityscapes').mkdir(parents=True)  # written before versions were recorded
+    with pytest.raises(ValueError, match='Delete the folder'):
+        syn.generate_synthetic_dataset(str(old), 'depth', 2, 2, 1, source_size=(64, 32))
+    assert sorted(p.name for p in old.iterdir()) == ['cityscapes']  # nothing written or lost
+    (fresh / 'synthetic_version.txt').write_text('1\n')
+    with pytest.raises(ValueError, match='version 1'):
+        syn.check_generator_version(str(fresh))

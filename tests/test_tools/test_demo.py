@@ -36,10 +36,10 @@ def test_demo_configs_build_the_intended_variants(modality, monkeypatch):
         cfg = Config.fromfile(demo_config(modality, variant))
         train_set = cfg.train_dataloader.dataset
         assert cfg.model.decode_head.num_classes == num_classes
-        # events: the tiny SD prior that tools/demo.py pretrains next to the data; depth and
+        # events and depth: the tiny SD prior that tools/demo.py pretrains next to the data;
         # infrared: the random tiny preset
-        if modality == 'event':
-            assert cfg.model.backbone.pretrained == '/somewhere/event/tiny-sd'
+        if modality != 'infrared':
+            assert cfg.model.backbone.pretrained == f'/somewhere/{modality}/tiny-sd'
             assert 'preset' not in cfg.model.backbone
         else:
             assert cfg.model.backbone.preset == 'tiny' and 'pretrained' not in cfg.model.backbone
@@ -60,14 +60,14 @@ def test_demo_configs_build_the_intended_variants(modality, monkeypatch):
             assert (cfg.model.lplr is None) == (variant == 'no-lplr')
         if variant in ('source-only', 'madm'):  # the others differ from these in keys only
             init_default_scope('mmseg')
-            if modality == 'event':  # the prior is not there: build the same architecture
+            if modality != 'infrared':  # the prior is not there: build the same architecture
                 cfg.model.backbone = dict(cfg.model.backbone, pretrained=None, preset='tiny')
             model = MODELS.build(cfg.model)
             assert model.decode_head.num_classes == num_classes
 
 
-def test_only_the_event_demo_runs_the_prior_stage():
-    assert [demo_uses_prior(m) for m in MODALITIES] == [m == 'event' for m in MODALITIES]
+def test_the_event_and_depth_demos_run_the_prior_stage():
+    assert [demo_uses_prior(m) for m in MODALITIES] == [m != 'infrared' for m in MODALITIES]
 
 
 def test_demo_config_rejects_unknown_names():

@@ -1,8 +1,9 @@
 # Synthetic Cityscapes-like RGB (labelled source) -> synthetic DELIVER-like depth (target), 11
 # classes, at demo scale: data_converters/synthetic.py writes the data under
 # $MADM_DEMO_DATA/depth (default data/demo/depth); tools/demo.py sets the variable.
-# Demo departures from uda_cityscapes_deliver_depth.py: everything is 128 px wide (source 128x64,
-# depth 128x128, both at their native size) with 64x64 crops, no rare-class sampling
+# Demo departures from uda_cityscapes_deliver_depth.py: everything is 128 px wide (source 128x64;
+# the square 128x128 depth is resized to the source's 128x64 frame, as the event demo does, so
+# that the horizon and object scales match the source's) with 64x64 crops, no rare-class sampling
 # (the synthetic source has no class-stats files; rare classes are drawn often enough), and
 # one loader worker (2 CPU cores).
 demo_root = '{{$MADM_DEMO_DATA:data/demo}}'
@@ -11,6 +12,7 @@ cityscapes_root = data_root + '/cityscapes'
 deliver_root = data_root + '/DELIVER'
 task = 'depth'
 crop_size = (64, 64)
+target_resize = dict(type='Resize', scale=(128, 64), keep_ratio=False)
 
 source_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -22,6 +24,7 @@ source_pipeline = [
 ]
 target_pipeline = [
     dict(type='LoadModalityImage'),
+    target_resize,
     dict(type='RandomCrop', crop_size=crop_size),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs'),
@@ -31,13 +34,15 @@ oracle_pipeline = [
     dict(type='LoadModalityImage'),
     dict(type='LoadLabelMap', channel='red'),  # class id + 1 in the red channel
     dict(type='MapLabels'),
+    target_resize,
     dict(type='RandomCrop', crop_size=crop_size),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs'),
 ]
-# Scored at the native 128x128.
+# The model sees 128x64; predictions are scored at the labels' native 128x128.
 test_pipeline = [
     dict(type='LoadModalityImage'),
+    target_resize,
     dict(type='LoadLabelMap', channel='red'),
     dict(type='MapLabels'),
     dict(type='PackSegInputs'),

@@ -16,7 +16,8 @@ The modality gap is real by construction:
   a bright haze with distance, so brightness rises with depth as in the depth
   target) and darkened occlusion contours (the boundaries events fire on).
 * **depth** (DELIVER-like): a rendering of the scene geometry only (ground-plane
-  depth, constant-depth objects) in CARLA's log encoding
+  depth, objects with surface relief: kerbs, rough grass and foliage, rounded cars and
+  persons, receding facades) in CARLA's log encoding
   ``clip(1 + ln(d / 1000 m) / 5.70378, 0, 1) * 255`` (data-formats.md §3.2): near
   is dark, sky white; gray, no colour or texture.
 * **infrared** (FMB-like): per-class heat (persons and cars hot, sky cold) with
@@ -49,9 +50,10 @@ Everything is deterministic given ``seed`` (one RNG per image, seeded by
 ``(seed, domain, split, index)``), written atomically, and existing files are
 kept, so an interrupted run resumes.
 """
+import os
 import os.path as osp
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import cv2
@@ -93,6 +95,15 @@ _CLASS_HEAT = np.array(
 _DOMAIN_IDS = {'cityscapes': 0, 'deliver': 1, 'fmb': 2, 'dsec': 3}
 _SPLIT_IDS = {'train': 0, 'test': 1}
 _CAMERA_HEIGHT_M = 1.5
+_FOCAL_FRACTION = 0.9  # focal length in pixels per image width
+# Depth relief (add_depth_relief): what a depth sensor sees of each surface beyond the flat
+# scene model. Kerbs raise the sidewalk; grass and foliage are rough (log-depth amplitude);
+# cars, persons, poles and trees are rounded (depth rises toward their left and right edge by
+# up to this share of their half-width); facades recede toward the vanishing point.
+_KERB_HEIGHT_M = 0.15
+_ROUGHNESS = {TERRAIN: (0.12, 3), VEGETATION: (0.25, 2)}  # class: (amplitude, noise cell px)
+_ROUNDNESS = {CAR: 0.6, BUS: 0.6, TRUCK: 0.6, PERSON: 1.0, POLE: 1.0, VEGETATION: 1.0}
+_FACADE_RECESSION = 0.8  # relative depth increase per image width from the vanishing point
 _MAX_DEPTH_M = 1000.0
 # Object distances (metres): large vehicles keep further away so that none fills the view
 _MIN_OBJECT_DEPTH_M = dict(car=8.0, person=6.0, pole=6.0, tree=10.0, fence=8.0, bicycle=7.0,
@@ -152,7 +163,7 @@ class _SceneBuilder:
         self.classes = [SKY]
         self.depths = [_MAX_DEPTH_M]  # NaN = ground plane (depth from the row)
         self.velocity = [0.0]
-        self.focal = 0.9 * width
+        self.focal = _FOCAL_FRACTION * width
         self.horizon = rng.uniform(0.38, 0.52) * height
         self.vx = rng.uniform(0.35, 0.65) * width
 
@@ -355,6 +366,48 @@ def instance_contours(instance: np.ndarray) -> np.ndarray:
     return contour
 
 
+def add_depth_relief(scene: StreetScene, rng: np.random.Generator) -> StreetScene:
+    """The scene with the surface relief a depth sensor sees added to its depth.
+
+    The scene model is flat: the ground is one plane and every object a constant-depth
+    cut-out, so in depth only position and outline tell classes apart. Real depth also
+    carries each surface's shape: the sidewalk is a kerb above the road, grass and
+    foliage are rough, cars, persons, poles and tree crowns are rounded, and facades
+    along the street recede toward the vanishing point. Only the depth target is
+    rendered from this; the RGB source and the events keep the flat scene.
+
+    Args:
+        scene (StreetScene): A scene from :func:`generate_scene`.
+        rng (np.random.Generator): Draws the roughness.
+
+    Returns:
+        StreetScene: The same scene with the relief in ``depth`` (sky unchanged).
+    """
+    h, w = scene.instance.shape
+    label = scene.label
+    depth = scene.depth.copy()
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
+    focal = _FOCAL_FRACTION * w
+    kerb = (label == SIDEWALK) & (rows > scene.horizon)
+    depth[kerb] = np.clip((_CAMERA_HEIGHT_M - _KERB_HEIGHT_M) * focal
+                          / (rows[kerb] - scene.horizon), 1.0, _MAX_DEPTH_M)
+    for cls, (amplitude, cell) in _ROUGHNESS.items():
+        rough = label == cls
+        depth[rough] *= np.exp(amplitude * _smooth_noise((h, w), cell, rng)[rough])
+    for inst in np.flatnonzero(np.isin(scene.classes, list(_ROUNDNESS))):
+        mask = scene.instance == inst
+        if not mask.any():
+            continue
+        x = cols[mask]
+        centre, half = x.mean(), max((x.max() - x.min()) / 2, 1.0)
+        half_m = half * depth[mask].mean() / focal
+        depth[mask] += (_ROUNDNESS[int(scene.classes[inst])] * half_m
+                        * ((x - centre) / half) ** 2)
+    facade = label == BUILDING
+    depth[facade] *= 1.0 + _FACADE_RECESSION * np.abs(cols[facade] - scene.vanishing_x) / w
+    return replace(scene, depth=np.minimum(depth, _MAX_DEPTH_M).astype(np.float32))
+
+
 def render_depth(scene: StreetScene) -> np.ndarray:
     """DELIVER-style depth PNG: CARLA log encoding, near dark, gray (data-formats.md §3.2).
 
@@ -508,7 +561,8 @@ def generate_deliver_depth(out_root: str, num_train: int, num_test: int,
                            f'{frame}_semantic_front.png')
             if not _todo([depth, sem]):
                 continue
-            scene = generate_scene(height, width, _rng(seed, 'deliver', split, i))
+            rng = _rng(seed, 'deliver', split, i)
+            scene = add_depth_relief(generate_scene(height, width, rng), rng)
             red = to_deliver[scene.label]
             _write(sem, np.stack([red, np.zeros_like(red), np.zeros_like(red)], axis=-1))
             _write(depth, render_depth(scene))
@@ -624,6 +678,37 @@ def generate_dsec_events(out_root: str, num_train: int, num_test: int, seed: int
 
 
 _TARGET_SIZES = {'depth': (256, 256), 'infrared': (320, 240)}
+#: Bumped whenever the files a seed produces change (2: depth relief), so that a data folder
+#: written by an older generator is not silently completed with images of another kind.
+GENERATOR_VERSION = 2
+_VERSION_FILE = 'synthetic_version.txt'
+
+
+def check_generator_version(out_root: str) -> None:
+    """Record :data:`GENERATOR_VERSION` in a new ``out_root``; refuse one from another version.
+
+    Generation resumes by keeping existing files, so an older folder would mix two
+    generators' images. The version file is written before any image, so an interrupted
+    run still carries it.
+
+    Raises:
+        ValueError: ``out_root`` holds files from another (or an unrecorded) version.
+    """
+    path = osp.join(out_root, _VERSION_FILE)
+    if osp.isfile(path):
+        with open(path) as f:
+            found = f.read().strip()
+        if found == str(GENERATOR_VERSION):
+            return
+    elif not osp.isdir(out_root) or not os.listdir(out_root):
+        atomic_write_text(path, f'{GENERATOR_VERSION}\n')
+        return
+    else:
+        found = 'unrecorded (older than version 2)'
+    raise ValueError(
+        f'{out_root!r} was written by synthetic generator version {found}, this is version '
+        f'{GENERATOR_VERSION}: its images differ. Delete the folder (for the demo: '
+        f'`rm -rf {out_root}`, which also removes its tiny-sd prior) and run again.')
 
 
 def generate_synthetic_dataset(out_root: str, modality: Modality, num_source: int = 200,
@@ -657,6 +742,7 @@ def generate_synthetic_dataset(out_root: str, modality: Modality, num_source: in
     if modality == 'event' and target_size not in (None, (SENSOR_WIDTH, SENSOR_HEIGHT)):
         raise ValueError(f'DSEC events are always {SENSOR_WIDTH}x{SENSOR_HEIGHT}; '
                          f'do not set target_size for modality=event (got {target_size})')
+    check_generator_version(out_root)
     notify = progress or (lambda stage: None)
     notify('source')
     source = generate_cityscapes(osp.join(out_root, 'cityscapes'), num_source, source_size, seed)

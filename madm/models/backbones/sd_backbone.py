@@ -37,8 +37,9 @@ _SD_HOW_TO_GET = (
     'access run `huggingface-cli download CompVis/stable-diffusion-v1-4 --local-dir <dir>` '
     '(after accepting the model licence on huggingface.co), copy <dir> here and pass it as '
     '`pretrained=<dir>`. For random weights without any download use `preset=\'sd14\'` or '
-    '`preset=\'tiny\'`. The CPU event demo (configs/madm/demo_rgb2event*.py) loads a tiny SD '
-    'from <demo data>/event/tiny-sd, which `python tools/demo.py --modality event` pretrains.')
+    '`preset=\'tiny\'`. The CPU event and depth demos (configs/madm/demo_rgb2{event,depth}*.py) '
+    'load a tiny SD from <demo data>/<modality>/tiny-sd, which '
+    '`python tools/demo.py --modality <modality>` pretrains.')
 
 
 @dataclass
