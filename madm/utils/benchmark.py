@@ -819,7 +819,7 @@ def format_markdown(result: BenchmarkResult) -> str:
          f"{s['vae_dtype'] or 'config'} / {s['fusion_stride'] or 'none (s0 size)'} / "
          f"{s['compile']} / {s['fused_adamw']}"),
         ('head checkpointing / head resize / compile head',
-         f"{s['head_with_cp']} / {s['head_resize']} / {s['compile_head']}"),
+         f"{s['head_with_cp']} / {s['head_resize'] or 'config'} / {s['compile_head']}"),
         ('trainable parameters', f'{result.params_trainable / 1e6:.2f} M'),
         ('s/iter (median)', f'{result.sec_per_iter:.4f}'),
         ('it/s', f'{result.iter_per_sec:.3f}'),

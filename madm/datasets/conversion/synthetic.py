@@ -704,7 +704,7 @@ def check_generator_version(out_root: str) -> None:
         atomic_write_text(path, f'{GENERATOR_VERSION}\n')
         return
     else:
-        found = 'unrecorded (older than version 2)'
+        found = '1 (unrecorded: written before versions were)'
     raise ValueError(
         f'{out_root!r} was written by synthetic generator version {found}, this is version '
         f'{GENERATOR_VERSION}: its images differ. Delete the folder (for the demo: '
