@@ -16,7 +16,7 @@ import os.path as osp
 import shutil
 
 import madm  # noqa: F401  isort: skip
-from madm.utils.demo import DEMO_VARIANTS, MODALITIES, format_demo_table, run_demo
+from madm.utils.demo import DEMO_VARIANTS, MODALITIES, format_demo_table, run_demo, runs_dir
 
 
 def parse_args() -> argparse.Namespace:
@@ -35,7 +35,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    runs = osp.join(args.work_dir, args.modality, f'seed{args.seed}')
+    runs = runs_dir(args.work_dir, args.modality, args.seed)
     if args.fresh and osp.isdir(runs):
         shutil.rmtree(runs)
     results = run_demo(args.modality, args.data_root, args.work_dir, DEMO_VARIANTS,

@@ -88,6 +88,17 @@ DEMO_PRIOR = PriorSchedule(vae_steps=600, unet_steps=600)
 PRIOR_DIR = 'tiny-sd'
 
 
+def prior_dir(prior_seed: int = 0) -> str:
+    """Folder name of the prior pretrained with ``prior_seed``: the configs' one for seed 0."""
+    return PRIOR_DIR if prior_seed == 0 else f'{PRIOR_DIR}-seed{prior_seed}'
+
+
+def runs_dir(work_dir: str, modality: Modality, seed: int, prior_seed: int = 0) -> str:
+    """Folder of one demo's runs: ``<work_dir>/<modality>/seed<seed>[-prior<prior_seed>]``."""
+    suffix = '' if prior_seed == 0 else f'-prior{prior_seed}'
+    return osp.join(work_dir, modality, f'seed{seed}{suffix}')
+
+
 def demo_config(modality: Modality, variant: Variant = 'madm',
                 config_dir: str = osp.join(_REPO_ROOT, 'configs', 'madm')) -> str:
     """Path of a demo leaf config.
@@ -205,12 +216,13 @@ def prepare_demo_prior(data_root: str, modality: Modality,
                        echo: Callable[[str], None] | None = None) -> dict:
     """Pretrain the tiny SD prior of one modality into ``<data_root>/<modality>/tiny-sd``.
 
-    Kept when it already exists (resume), like the data.
+    Kept when it already exists (resume), like the data. A ``seed`` other than 0 writes
+    ``tiny-sd-seed<seed>`` (:func:`prior_dir`) beside the configs' prior.
 
     Returns:
         dict: The prior's record (:func:`madm.apis.tiny_sd_pretraining.pretrain_tiny_sd`).
     """
-    out = osp.join(data_root, modality, PRIOR_DIR)
+    out = osp.join(data_root, modality, prior_dir(seed))
     record = load_prior_record(out)  # a finished prior: its images are not even loaded
     if record is not None:
         return record
@@ -400,14 +412,14 @@ _STAGE_COST = {'data': 0.3, 'prior': 3.5, 'source-only': 1.0, 'madm': 1.5, 'orac
 def run_demo(modality: Modality, data_root: str, work_dir: str,
              variants: Sequence[Variant] = DEMO_VARIANTS, seed: int = 0,
              max_iters: int | None = None, data_size: DemoDataSize | None = None,
-             prior_schedule: PriorSchedule = DEMO_PRIOR,
+             prior_schedule: PriorSchedule = DEMO_PRIOR, prior_seed: int = 0,
              echo: Callable[[str], None] | None = None) -> dict[str, dict]:
     """Generate the data, train and test every variant, and return their results.
 
     Args:
         modality (Modality): Target modality.
         data_root (str): Demo data folder (``<data_root>/<modality>``).
-        work_dir (str): Runs go to ``<work_dir>/<modality>/seed<seed>/<variant>``.
+        work_dir (str): Runs go to ``runs_dir(work_dir, modality, seed, prior_seed)/<variant>``.
         variants (Sequence[Variant]): Variants to run, in order. Defaults to
             source-only, MADM, oracle.
         seed (int): Training seed. Defaults to 0.
@@ -415,6 +427,11 @@ def run_demo(modality: Modality, data_root: str, work_dir: str,
         data_size (DemoDataSize | None): Data override. Defaults to ``DEMO_DATA[modality]``.
         prior_schedule (PriorSchedule): How the prior is pretrained. Defaults to
             :data:`DEMO_PRIOR`.
+        prior_seed (int): Seed of the prior's pretraining. 0 is the prior the configs
+            load; another seed pretrains ``tiny-sd-seed<prior_seed>``, which every variant
+            loads instead, and its runs go to ``seed<seed>-prior<prior_seed>``. Measured:
+            two priors moved the result as much as the training seed (docs/benchmarks.md).
+            Defaults to 0.
         echo (Callable[[str], None] | None): Receives progress lines. Defaults to
             ``print_log(line, logger='current')``.
 
@@ -429,10 +446,14 @@ def run_demo(modality: Modality, data_root: str, work_dir: str,
     clock.begin(f'synthetic RGB + {modality} data -> {osp.join(data_root, modality)}')
     prepare_demo_data(data_root, modality, data_size)
     clock.end('data')
+    options = []
     if uses_prior:
-        clock.begin('tiny SD prior, pretrained without labels -> '
-                    f'{osp.join(data_root, modality, PRIOR_DIR)}')
-        prior = prepare_demo_prior(data_root, modality, prior_schedule, echo=echo)
+        prior_path = osp.join(data_root, modality, prior_dir(prior_seed))
+        clock.begin(f'tiny SD prior, pretrained without labels -> {prior_path}')
+        prior = prepare_demo_prior(data_root, modality, prior_schedule, seed=prior_seed,
+                                   echo=echo)
+        if prior_seed != 0:
+            options.append(f'model.backbone.pretrained={osp.abspath(prior_path)}')
         unet = (f", UNet denoising MSE {prior['unet_loss_last']:.4f}"
                 if 'unet_loss_last' in prior else '')
         echo(f"    VAE L1 {prior['vae_loss_last']:.4f}{unet}, latent scaling factor "
@@ -443,8 +464,9 @@ def run_demo(modality: Modality, data_root: str, work_dir: str,
         config = osp.basename(demo_config(modality, variant))
         clock.begin(f'train + test {VARIANT_NAMES[variant]} ({config})')
         results[variant] = run_variant(
-            modality, variant, data_root, osp.join(work_dir, modality, f'seed{seed}', variant),
-            seed=seed, max_iters=max_iters, echo=echo)
+            modality, variant, data_root,
+            osp.join(runs_dir(work_dir, modality, seed, prior_seed), variant),
+            seed=seed, max_iters=max_iters, cfg_options=options, echo=echo)
         echo(f'    target mIoU {results[variant]["mIoU"]:.2f}')
         clock.end(variant)
     echo(f'done in {_clock(clock.elapsed())}')
@@ -453,7 +475,8 @@ def run_demo(modality: Modality, data_root: str, work_dir: str,
 
 def format_benchmark_section(results: Mapping[str, Mapping[int, Mapping[str, dict]]],
                              command: str, machine: str,
-                             title: str = 'Synthetic adaptation benchmark') -> str:
+                             title: str = 'Synthetic adaptation benchmark',
+                             setup_note: str = '') -> str:
     """The docs/benchmarks.md section: target mIoU per modality as mean ± std over seeds.
 
     Args:
@@ -461,23 +484,29 @@ def format_benchmark_section(results: Mapping[str, Mapping[int, Mapping[str, dic
         command (str): The command that produced ``results``.
         machine (str): Where it ran.
         title (str): Section heading. Defaults to 'Synthetic adaptation benchmark'.
+        setup_note (str): Sentences on what the runs started from (which prior),
+            added to the set-up paragraph. Defaults to ''.
 
     Returns:
         str: Markdown starting with ``## <title>``: set-up, command, one table row
-        per modality, and per modality what each ablated component changed.
+        per modality (with the gap closed per seed: the spread is part of the result),
+        and per modality what each ablated component changed.
     """
     variants = [v for v in DEMO_VARIANTS + ABLATION_VARIANTS
                 if any(v in runs for seeds in results.values() for runs in seeds.values())]
-    header = ['target', 'seeds', *(VARIANT_NAMES[v] for v in variants), 'gap closed']
+    header = ['target', 'seeds', *(VARIANT_NAMES[v] for v in variants), 'gap closed',
+              'gap closed per seed']
     lines = [f'## {title}', '',
              'What is measured: target-test mIoU (%) of the CPU demo (`tools/demo.py`, '
-             'configs/madm/demo_rgb2*.py): the tiny randomly initialised SD preset trained '
+             'configs/madm/demo_rgb2*.py): the tiny SD preset trained '
              '200 iterations (batch 2, 64x64 crops) on synthetic data from '
              'data_converters/synthetic.py (source 300 labelled RGB images at 128x64). '
+             + (setup_note + ' ' if setup_note else '') +
              'Source-only and oracle are the same backbone, neck and head as a plain '
              'EncoderDecoder trained on the source, or on the labelled target train split. '
              '"gap closed" is (MADM - source-only) / (oracle - source-only) of the means, '
-             f'"-" when the oracle is less than {MIN_GAP:g} mIoU better than source-only. '
+             f'"-" when the oracle is less than {MIN_GAP:g} mIoU better than source-only; '
+             '"per seed" applies the same formula to each seed\'s three runs. '
              'Values are mean ± sample std over the training seeds (the data is fixed, '
              'seed 0).', '',
              f'Machine: {machine}.', '', 'Command:', '', f'    {command}', '',
@@ -497,6 +526,13 @@ def format_benchmark_section(results: Mapping[str, Mapping[int, Mapping[str, dic
                   if all(v in means for v in DEMO_VARIANTS)
                   and means['oracle'] - means['source-only'] >= MIN_GAP else math.nan)
         cells.append('-' if math.isnan(closed) else f'{100 * closed:.0f}%')
+        per_seed = []
+        for runs in seeds.values():
+            if all(v in runs for v in DEMO_VARIANTS):
+                mious = [runs[v]['mIoU'] for v in ('source-only', 'madm', 'oracle')]
+                value = (gap_closed(*mious) if mious[2] - mious[0] >= MIN_GAP else math.nan)
+                per_seed.append('-' if math.isnan(value) else f'{100 * value:.0f}%')
+        cells.append(' / '.join(per_seed) or '-')
         lines.append('| ' + ' | '.join(cells) + ' |')
         for variant, component in (('no-dplg', 'DPLG'), ('no-lplr', 'LPLR')):
             if variant in means and 'madm' in means:

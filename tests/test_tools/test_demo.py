@@ -13,6 +13,7 @@ from madm.utils.demo import (ABLATION_VARIANTS, DEMO_VARIANTS, MODALITIES, DemoD
                              demo_config, demo_uses_prior, format_benchmark_section,
                              format_demo_table, gap_closed, mean_std, replace_markdown_section,
                              run_demo)
+from madm.utils import demo as demo_module
 
 
 def test_gap_closed_by_hand():
@@ -105,10 +106,42 @@ def test_benchmark_section_mean_std_and_ablation_verdicts():
     section = format_benchmark_section({'event': seeds}, 'python x.py', 'test box')
     assert section.startswith('## Synthetic adaptation benchmark\n')
     # source-only 21 ± 1.41, MADM 32 ± 2.83, oracle 41 ± 1.41, gap (32-21)/(41-21) = 55%
+    # per seed: (30-20)/(40-20) = 50%, (34-22)/(42-22) = 60%
     assert ('| event | 0, 1 | 21.0 ± 1.4 | 32.0 ± 2.8 | 41.0 ± 1.4 | 32.0 ± 1.4 | 26.0 ± 1.4 '
-            '| 55% |') in section
+            '| 55% | 50% / 60% |') in section
+    noted = format_benchmark_section({'event': seeds}, 'python x.py', 'box',
+                                     setup_note='Each seed has its own prior.')
+    assert '128x64). Each seed has its own prior. Source-only and oracle' in noted
     assert 'event: DPLG does not help at this scale (MADM 32.0 vs. 32.0' in section
     assert 'event: LPLR helps at this scale (MADM 32.0 vs. 26.0 without it, +6.0 mIoU)' in section
+
+
+@pytest.mark.parametrize('prior_seed', [0, 2])
+def test_run_demo_with_another_prior_seed_loads_that_prior_in_its_own_runs(
+        tmp_path, monkeypatch, prior_seed):
+    calls = {}
+    monkeypatch.setattr(demo_module, 'prepare_demo_data', lambda *a, **k: None)
+
+    def fake_prior(data_root, modality, schedule, seed=0, echo=None):
+        calls['prior_seed'] = seed
+        return dict(vae_loss_last=0.1, scaling_factor=1.0, seconds=0.0)
+
+    def fake_variant(modality, variant, data_root, work_dir, seed=0, max_iters=None,
+                     cfg_options=(), echo=None):
+        calls[variant] = (work_dir, list(cfg_options))
+        return dict(mIoU=1.0)
+
+    monkeypatch.setattr(demo_module, 'prepare_demo_prior', fake_prior)
+    monkeypatch.setattr(demo_module, 'run_variant', fake_variant)
+    data, work = str(tmp_path / 'data'), str(tmp_path / 'work')
+    run_demo('event', data, work, ('source-only', 'madm'), seed=1, prior_seed=prior_seed,
+             echo=lambda line: None)
+    assert calls['prior_seed'] == prior_seed
+    runs = osp.join(work, 'event', 'seed1' if prior_seed == 0 else 'seed1-prior2')
+    prior = osp.abspath(osp.join(data, 'event', 'tiny-sd-seed2'))
+    expected = [] if prior_seed == 0 else [f'model.backbone.pretrained={prior}']
+    for variant in ('source-only', 'madm'):
+        assert calls[variant] == (osp.join(runs, variant), expected)
 
 
 def test_replace_markdown_section_keeps_the_other_sections():
