@@ -64,7 +64,7 @@ def main() -> None:
     with_prior = [m for m in results if demo_uses_prior(m, args.data_root)]
     note = ''
     if with_prior:
-        note = (f'{" and ".join(with_prior)} start from the tiny SD prior that tools/demo.py '
+        note = (f'{" and ".join(with_prior).capitalize()} start from the tiny SD prior that tools/demo.py '
                 'pretrains without labels on the demo\'s train images, '
                 + ("seed 0's prior for every seed" if args.shared_prior else
                    'one prior per seed, pretrained with that seed')

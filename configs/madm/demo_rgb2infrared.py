@@ -10,9 +10,10 @@ palette = [[70, 130, 180], [70, 70, 70], [220, 20, 60], [153, 153, 153], [128, 6
            [244, 35, 232], [107, 142, 35], [0, 0, 142], [250, 170, 30]]
 decode_head = dict(num_classes=num_classes)  # read by the source-only / oracle variants
 # Backbone: the base's randomly initialised tiny preset, not the pretrained prior the event
-# demo loads (tools/demo.py runs the prior stage only for configs that load one). Measured,
-# seed 0, source-only / MADM / oracle mIoU: random preset 10.82 / 16.57 / 19.38, prior
-# 4.46 / 3.46 / 20.53 (docs/benchmarks.md).
+# demo loads (tools/demo.py runs the prior stage only for configs that load one). Measured
+# (third session, seed 0), source-only / MADM / oracle mIoU: random preset 10.82 / 16.57 /
+# 19.38, prior 4.46 / 3.46 / 20.53. tools/benchmark_synthetic.py on today's data, seeds 0-2:
+# 10.4 / 8.7 / 18.7, MADM below source-only (docs/benchmarks.md).
 model = dict(
     palette=palette,
     decode_head=dict(num_classes=num_classes),

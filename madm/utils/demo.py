@@ -80,9 +80,11 @@ DEMO_DATA: dict[str, DemoDataSize] = {
 }
 
 
-#: How the demo's tiny SD prior is pretrained (for the demos whose configs load one: events).
-#: Measured on the event demo, training seeds 0-2 (docs/benchmarks.md): MADM closed 49% of the
-#: source-only -> oracle gap with the VAE pretrained alone, 60% with the UNet as well.
+#: How the demo's tiny SD prior is pretrained (for the demos whose configs load one: events,
+#: depth). Measured on the event demo, training seeds 0-2 sharing one prior (docs/benchmarks.md,
+#: development runs): MADM closed 49% of the source-only -> oracle gap with the VAE pretrained
+#: alone, 60% with the UNet as well. With one prior per seed (tools/benchmark_synthetic.py) the
+#: same setting closes 39%.
 DEMO_PRIOR = PriorSchedule(vae_steps=600, unet_steps=600)
 #: Folder of the prior inside ``<data_root>/<modality>`` (the demo configs load it from there).
 PRIOR_DIR = 'tiny-sd'
@@ -514,12 +516,12 @@ def format_benchmark_section(results: Mapping[str, Mapping[int, Mapping[str, dic
     notes = []
     for modality, seeds in results.items():
         cells = [modality, ', '.join(str(s) for s in seeds)]
-        means = {}
+        means, stds = {}, {}
         for variant in variants:
             values = [runs[variant]['mIoU'] for runs in seeds.values() if variant in runs]
             if values:
-                means[variant], std = mean_std(values)
-                cells.append(f'{means[variant]:.1f} ± {std:.1f}')
+                means[variant], stds[variant] = mean_std(values)
+                cells.append(f'{means[variant]:.1f} ± {stds[variant]:.1f}')
             else:
                 cells.append('-')
         closed = (gap_closed(means['source-only'], means['madm'], means['oracle'])
@@ -538,9 +540,12 @@ def format_benchmark_section(results: Mapping[str, Mapping[int, Mapping[str, dic
             if variant in means and 'madm' in means:
                 delta = means['madm'] - means[variant]
                 verdict = 'helps' if delta > 0 else 'does not help'
+                # a difference no larger than the seeds' own spread is not an effect
+                spread = max(stds['madm'], stds[variant])
+                within = ', inside the seed spread' if abs(delta) <= spread else ''
                 notes.append(f'- {modality}: {component} {verdict} at this scale '
                              f'(MADM {means["madm"]:.1f} vs. {means[variant]:.1f} without it, '
-                             f'{delta:+.1f} mIoU).')
+                             f'{delta:+.1f} mIoU{within}).')
     if notes:
         lines += ['', 'Ablations (MADM minus the ablated run, means over seeds):', '', *notes]
     return '\n'.join(lines) + '\n'

@@ -15,8 +15,8 @@ from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, SampleList, add_prefix
 from torch import Tensor
 
-from madm.models.uda import (class_mix_masks, ema_update_, mix, pseudo_label_and_weight,
-                             strong_augment, teacher_alpha)
+from madm.models.uda import (class_mix_masks, confident_share, ema_update_, mix,
+                             pseudo_label_and_weight, strong_augment, teacher_alpha)
 from madm.utils.runtime import get_current_iter
 
 
@@ -53,7 +53,13 @@ class UDAEncoderDecoder(EncoderDecoder):
         pseudo_threshold (float): Softmax confidence threshold. Defaults to 0.968.
         pseudo_weight_mode (str): ``'image'``: every target pixel is weighted by the
             image's share of confident pixels (reference, method.md §6);
-            ``'pixel'``: by its own confidence test. Defaults to ``'image'``.
+            ``'pixel'``: by its own confidence test; ``'class_balanced'`` (not in
+            MADM): weight 1 on each predicted class's most confident
+            ``pseudo_class_keep_share`` of pixels in the batch, 0 elsewhere (CBST's
+            rule, :func:`madm.models.uda.class_balanced_selection`; the threshold is
+            then only logged). Defaults to ``'image'``.
+        pseudo_class_keep_share (float): Share kept per class by
+            ``'class_balanced'``. Defaults to 0.5.
         class_mix (dict): ``scope`` (``'batch'``: classes drawn from the whole
             batch's source labels, reference method.md §7; ``'image'``: from each
             image's) and ``include_ignore`` (whether 255 may be pasted; reference
@@ -76,7 +82,8 @@ class UDAEncoderDecoder(EncoderDecoder):
                  teacher_alpha: float = 0.999,
                  teacher_mode: Literal['eval', 'train'] = 'eval',
                  pseudo_threshold: float = 0.968,
-                 pseudo_weight_mode: Literal['image', 'pixel'] = 'image',
+                 pseudo_weight_mode: Literal['image', 'pixel', 'class_balanced'] = 'image',
+                 pseudo_class_keep_share: float = 0.5,
                  class_mix: dict | None = None,
                  strong_aug: dict | None = None,
                  seed: int = 0,
@@ -94,6 +101,7 @@ class UDAEncoderDecoder(EncoderDecoder):
         self.teacher_mode = teacher_mode
         self.pseudo_threshold = pseudo_threshold
         self.pseudo_weight_mode = pseudo_weight_mode
+        self.pseudo_class_keep_share = pseudo_class_keep_share
         self.class_mix_cfg = {'scope': 'batch', 'include_ignore': True, **(class_mix or {})}
         self.strong_aug_cfg = dict(strong_aug or {})
         self.generator = torch.Generator().manual_seed(seed)
@@ -211,9 +219,15 @@ class UDAEncoderDecoder(EncoderDecoder):
             tuple: labels ``(N, H, W)`` long, weights ``(N, H, W)`` float, and log-only values.
         """
         logits = self.teacher_logits(img, cur_iter)
-        label, weight = pseudo_label_and_weight(logits, self.pseudo_threshold,
-                                                mode=self.pseudo_weight_mode)
-        # Both weight modes average to the batch's share of confident pixels ('image': each
+        label, weight = pseudo_label_and_weight(
+            logits, self.pseudo_threshold, mode=self.pseudo_weight_mode,
+            class_keep_share=self.pseudo_class_keep_share)
+        if self.pseudo_weight_mode == 'class_balanced':  # its weight ignores the threshold
+            confident = confident_share(torch.softmax(logits.float(), 1).amax(1),
+                                        self.pseudo_threshold).mean()
+            return label, weight, {'tgt.pseudo_weight': weight.mean(),
+                                   'tgt.confident_share': confident}
+        # Both other modes average to the batch's share of confident pixels ('image': each
         # image's share, equal-sized images; 'pixel': the 0/1 mask), so no second softmax.
         confident = weight.mean()
         return label, weight, {'tgt.pseudo_weight': confident, 'tgt.confident_share': confident}

@@ -5,10 +5,11 @@ from .ema import ema_update_, teacher_alpha
 from .palette import paint_labels
 from .photometric import (blur_kernel_size, color_jitter, gaussian_blur,
                           strong_augment)
-from .pseudo_label import confident_share, pseudo_label_and_weight
+from .pseudo_label import class_balanced_selection, confident_share, pseudo_label_and_weight
 
 __all__ = [
     'class_mix_mask', 'class_mix_masks', 'mix', 'dplg_timestep', 'sample_start_timestep',
     'ema_update_', 'teacher_alpha', 'paint_labels', 'blur_kernel_size', 'color_jitter',
-    'gaussian_blur', 'strong_augment', 'confident_share', 'pseudo_label_and_weight'
+    'gaussian_blur', 'strong_augment', 'class_balanced_selection', 'confident_share',
+    'pseudo_label_and_weight'
 ]

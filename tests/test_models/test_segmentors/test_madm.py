@@ -162,3 +162,19 @@ def test_rejects_inputs_outside_unit_range():
     with pytest.raises(ValueError, match='mean=\\[0, 0, 0\\]'):
         build(data_preprocessor=dict(type='UDASegDataPreProcessor', mean=[123.7, 116.3, 103.5],
                                      std=[58.4, 57.1, 57.4], size=(SIZE, SIZE)))
+
+
+def test_class_balanced_pseudo_labels_keep_the_share_per_class():
+    model = build(pseudo_weight_mode='class_balanced', pseudo_class_keep_share=0.25,
+                  pseudo_threshold=0.9)
+    data = model.data_preprocessor(fake_batch(), training=True)
+    target = data['inputs']['target']
+    label, weight, logs = model.generate_pseudo_labels(target, cur_iter=10)
+    counts = torch.bincount(label.reshape(-1), minlength=NUM_CLASSES)
+    kept = torch.bincount(label.reshape(-1), weights=weight.reshape(-1), minlength=NUM_CLASSES)
+    assert torch.equal(kept, torch.ceil(0.25 * counts.double()).to(kept.dtype))
+    assert logs['tgt.pseudo_weight'] == weight.mean()
+    # the confident share still reports the threshold, which class_balanced does not use
+    assert 0.0 <= float(logs['tgt.confident_share']) <= 1.0
+    losses = model(**data, mode='loss')
+    assert torch.isfinite(losses['mix.loss_ce'])

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from madm.models.uda import confident_share, pseudo_label_and_weight
+from madm.models.uda import class_balanced_selection, confident_share, pseudo_label_and_weight
 
 
 def _logits_from_probs(p_class1: list[list[float]]) -> torch.Tensor:
@@ -54,3 +54,29 @@ def test_confident_share_and_bad_mode():
     with pytest.raises(ValueError, match='mode'):
         pseudo_label_and_weight(torch.zeros(1, 2, 1, 1), mode='batch')
     assert math.isclose(float(confident_share(torch.ones(2, 3, 3)).sum()), 2.0)
+
+
+def test_class_balanced_selection_equals_a_per_class_sort():
+    gen = torch.Generator().manual_seed(0)
+    max_prob = torch.rand(2, 7, 9, generator=gen)
+    label = torch.randint(0, 4, (2, 7, 9), generator=gen)
+    label[label == 2] = 3  # a class that is never predicted
+    for share in (0.3, 0.5, 1.0):
+        kept = class_balanced_selection(max_prob, label, share)
+        expected = torch.zeros(label.numel(), dtype=torch.bool)
+        for c in label.unique():
+            idx = (label.reshape(-1) == c).nonzero().squeeze(1)
+            top = idx[torch.argsort(-max_prob.reshape(-1)[idx])][:math.ceil(share * len(idx))]
+            expected[top] = True
+        assert torch.equal(kept, expected.view_as(label))
+
+
+def test_class_balanced_mode_keeps_a_rare_unsure_class_and_caps_a_dominant_one():
+    # class 1 on 6 pixels (0.99 .. 0.94), class 0 on 2 pixels with low confidence (0.6, 0.55)
+    logits = _logits_from_probs([[0.99, 0.98, 0.97, 0.4], [0.96, 0.95, 0.94, 0.45]])
+    label, weight = pseudo_label_and_weight(logits, mode='class_balanced', class_keep_share=0.5)
+    assert torch.equal(weight, torch.tensor([[[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]]))
+    _, by_threshold = pseudo_label_and_weight(logits, mode='pixel', threshold=0.9)
+    assert by_threshold[0, :, 3].sum() == 0  # a global threshold drops the unsure class
+    with pytest.raises(ValueError, match='keep_share'):
+        class_balanced_selection(torch.rand(1, 2, 2), torch.zeros(1, 2, 2, dtype=torch.long), 0)
