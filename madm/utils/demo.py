@@ -433,7 +433,7 @@ def run_demo(modality: Modality, data_root: str, work_dir: str,
             load; another seed pretrains ``tiny-sd-seed<prior_seed>``, which every variant
             loads instead, and its runs go to ``seed<seed>-prior<prior_seed>``. Measured:
             two priors moved the result as much as the training seed (docs/benchmarks.md).
-            Defaults to 0.
+            Ignored by a demo that loads no prior. Defaults to 0.
         echo (Callable[[str], None] | None): Receives progress lines. Defaults to
             ``print_log(line, logger='current')``.
 
@@ -449,6 +449,7 @@ def run_demo(modality: Modality, data_root: str, work_dir: str,
     prepare_demo_data(data_root, modality, data_size)
     clock.end('data')
     options = []
+    prior_seed = prior_seed if uses_prior else 0  # a demo without a prior has one kind of run
     if uses_prior:
         prior_path = osp.join(data_root, modality, prior_dir(prior_seed))
         clock.begin(f'tiny SD prior, pretrained without labels -> {prior_path}')

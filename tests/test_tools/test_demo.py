@@ -143,6 +143,11 @@ def test_run_demo_with_another_prior_seed_loads_that_prior_in_its_own_runs(
     expected = [] if prior_seed == 0 else [f'model.backbone.pretrained={prior}']
     for variant in ('source-only', 'madm'):
         assert calls[variant] == (osp.join(runs, variant), expected)
+    calls.clear()  # infrared loads no prior: the prior seed changes nothing
+    run_demo('infrared', data, work, ('madm',), seed=1, prior_seed=prior_seed,
+             echo=lambda line: None)
+    assert 'prior_seed' not in calls
+    assert calls['madm'] == (osp.join(work, 'infrared', 'seed1', 'madm'), [])
 
 
 def test_replace_markdown_section_keeps_the_other_sections():
