@@ -476,6 +476,14 @@ def run_demo(modality: Modality, data_root: str, work_dir: str,
     return results
 
 
+def _gap_cell(mious: Mapping[str, float]) -> str:
+    """``gap_closed`` of a variant -> mIoU mapping as a table cell; '-' without a real gap."""
+    if not all(v in mious for v in DEMO_VARIANTS) or (
+            mious['oracle'] - mious['source-only'] < MIN_GAP):
+        return '-'
+    return f"{100 * gap_closed(mious['source-only'], mious['madm'], mious['oracle']):.0f}%"
+
+
 def format_benchmark_section(results: Mapping[str, Mapping[int, Mapping[str, dict]]],
                              command: str, machine: str,
                              title: str = 'Synthetic adaptation benchmark',
@@ -525,16 +533,9 @@ def format_benchmark_section(results: Mapping[str, Mapping[int, Mapping[str, dic
                 cells.append(f'{means[variant]:.1f} ± {stds[variant]:.1f}')
             else:
                 cells.append('-')
-        closed = (gap_closed(means['source-only'], means['madm'], means['oracle'])
-                  if all(v in means for v in DEMO_VARIANTS)
-                  and means['oracle'] - means['source-only'] >= MIN_GAP else math.nan)
-        cells.append('-' if math.isnan(closed) else f'{100 * closed:.0f}%')
-        per_seed = []
-        for runs in seeds.values():
-            if all(v in runs for v in DEMO_VARIANTS):
-                mious = [runs[v]['mIoU'] for v in ('source-only', 'madm', 'oracle')]
-                value = (gap_closed(*mious) if mious[2] - mious[0] >= MIN_GAP else math.nan)
-                per_seed.append('-' if math.isnan(value) else f'{100 * value:.0f}%')
+        cells.append(_gap_cell(means))
+        per_seed = [_gap_cell({v: r['mIoU'] for v, r in runs.items()}) for runs in seeds.values()
+                    if all(v in runs for v in DEMO_VARIANTS)]
         cells.append(' / '.join(per_seed) or '-')
         lines.append('| ' + ' | '.join(cells) + ' |')
         for variant, component in (('no-dplg', 'DPLG'), ('no-lplr', 'LPLR')):

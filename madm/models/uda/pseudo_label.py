@@ -40,9 +40,10 @@ def class_balanced_selection(max_prob: Tensor, label: Tensor, keep_share: float)
     """
     if not 0.0 < keep_share <= 1.0:
         raise ValueError(f'keep_share must be in (0, 1], got {keep_share}')
-    flat_label, flat_prob = label.reshape(-1), max_prob.reshape(-1).float()
+    flat_label = label.reshape(-1)
     # one sort orders pixels by class, then by falling confidence (max_prob is in [0, 1])
-    order = torch.argsort(flat_label.double() * 2.0 - flat_prob.double(), stable=True)
+    order = torch.argsort(flat_label.double() * 2.0 - max_prob.reshape(-1).double(),
+                          stable=True)
     counts = torch.bincount(flat_label)
     starts = torch.cumsum(counts, 0) - counts
     sorted_label = flat_label[order]
