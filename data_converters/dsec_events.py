@@ -28,9 +28,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="'edge' = MADM's signed gray frames (default)")
     parser.add_argument('--backend', choices=('numpy', 'tonic'), default='numpy',
                         help="'tonic' needs the optional GPL-3.0 package: pip install madm[tonic]")
-    parser.add_argument('--no-prefetch', dest='prefetch', action='store_false',
-                        help='decode events in this process instead of a reader process that '
-                        'reads the next window while the current one renders')
+    parser.add_argument('--sequential', dest='pipelined', action='store_false',
+                        help='run every stage in this thread, one after another, instead of '
+                        'decoding the next window in a reader process and writing the '
+                        'previous frame in a writer thread while the current one renders')
     return parser.parse_args(argv)
 
 
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = convert_dsec_events(
         args.events_root, args.out_root, semantic_root=args.semantic_root,
         sequences=args.sequences, representation=args.representation, backend=args.backend,
-        progress_factory=lambda total: ProgressBar(total).update, prefetch=args.prefetch)
+        progress_factory=lambda total: ProgressBar(total).update, pipelined=args.pipelined)
     print(f'\n{len(summary.sequences)} sequences: {summary.written} frames written, '
           f'{summary.skipped} already present, {summary.empty_windows} windows outside the '
           f'recording; {summary.events} events in {summary.seconds:.1f}s -> {args.out_root}')

@@ -13,12 +13,21 @@ Per backend x representation it reports, in one run and on the same recording:
 
 * end to end: ``convert_sequence`` (HDF5 read of the fields the representation needs,
   rectify, render, quantise, PNG encode, atomic write), events/s, as the converter runs by
-  default (the next window decoded in a reader process while this one renders) and
-  sequentially (``prefetch=False``: everything in one process);
+  default (the next window decoded in a reader process and the previous frame written in
+  a writer thread while this one renders) and
+  sequentially (``pipelined=False``: every stage in one thread, one after another);
 * render: the renderer alone on events already in memory (rectify + rasterise +
   quantise to the uint8 image), events/s, and its rasterising part alone
   (``accumulate``: rectify + rasterise, before quantisation);
 * the numpy backend's speed-up over each backend on each of these;
+* the costs both backends share, per window: decoding the representation's fields from
+  HDF5 (the reader process's work) and PNG encode + atomic write of the numpy frame (the
+  writer thread's). The pipeline overlaps them with the render, so no renderer, however
+  fast, takes a window below the larger of them: the tonic end-to-end time divided by it
+  is the **ceiling** of the numpy speed-up end to end. The **render budget** is what a 5x
+  speed-up leaves the numpy renderer per window if the writer did not overlap it (tonic
+  end-to-end time / 5 - write): on two cores, shared by the reader process, the writer
+  thread and the renderer, the overlap is partial, so it is the conservative figure;
 * the tracemalloc peak of a sequential end-to-end run (numpy and h5py buffers; HDF5's
   own C buffers are not traced), and the same for the first half of the recording:
   equal peaks mean memory follows the window, not the recording. Prefetching adds two
@@ -40,11 +49,12 @@ import cv2
 import numpy as np
 
 import madm  # noqa: F401  installs the mmcv-lite shim before mmseg
-from madm.datasets.conversion.dsec_events import (SENSOR_HEIGHT, SENSOR_WIDTH, DSECEventReader,
-                                                  build_renderer, convert_sequence,
-                                                  load_rectify_map, quantise)
+from madm.datasets.conversion.dsec_events import (EVENT_PNG_PARAMS, SENSOR_HEIGHT, SENSOR_WIDTH,
+                                                  DSECEventReader, build_renderer,
+                                                  convert_sequence, load_rectify_map, quantise)
 from madm.datasets.conversion.event_representations import REPRESENTATIONS
 from madm.datasets.conversion.event_simulator import write_events_h5, write_rectify_map
+from madm.utils.atomic_io import atomic_write_image
 from madm.datasets.conversion.synthetic import generate_scene
 
 T0_US = 49_599_300_000
@@ -77,14 +87,14 @@ def make_recording(root: str, num_events: int, windows: int, seed: int = 0) -> d
 
 
 def run_end_to_end(recording: dict, out_dir: str, representation: str, backend: str,
-                   trace_memory: bool = False, prefetch: bool = True) -> tuple[float, int, int]:
+                   trace_memory: bool = False, pipelined: bool = True) -> tuple[float, int, int]:
     """Convert once; returns (seconds, events, tracemalloc peak bytes or 0)."""
     if trace_memory:
         tracemalloc.start()
     start = time.perf_counter()
     summary = convert_sequence(recording['events'], recording['rectify'],
                                recording['timestamps'], out_dir, representation, backend,
-                               prefetch=prefetch)
+                               pipelined=pipelined)
     seconds = time.perf_counter() - start
     peak = 0
     if trace_memory:
@@ -117,6 +127,30 @@ def run_render(recording: dict, representation: str, backend: str) -> tuple[floa
                 render += end - start
                 events_total += len(events['x'])
     return raster, render, events_total
+
+
+def run_shared_costs(recording: dict, representation: str, out_dir: str) -> tuple[float, float]:
+    """Time what every backend pays per window; returns (decode s, encode + write s) in all.
+
+    Decoding reads each window's fields as the reader process does; the frames (numpy
+    renderer, untimed) are then encoded and written as ``convert_sequence`` writes them.
+    """
+    renderer = build_renderer(load_rectify_map(recording['rectify']), representation)
+    ts = recording['timestamps']
+    decode = write = 0.0
+    with DSECEventReader(recording['events']) as reader:
+        for i in range(-1, len(ts) - 1):  # window -1: untimed warm-up on the first window
+            t_start, t_end = int(ts[max(i, 0)]), int(ts[max(i, 0) + 1])
+            start = time.perf_counter()
+            events = reader.read(t_start, t_end, renderer.columns)
+            mid = time.perf_counter()
+            frame = renderer(events, t_start, t_end)
+            end = time.perf_counter()
+            atomic_write_image(osp.join(out_dir, f'{i + 1:06d}.png'), frame, EVENT_PNG_PARAMS)
+            if i >= 0:
+                decode += mid - start
+                write += time.perf_counter() - end
+    return decode, write
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -160,7 +194,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         for k in range(args.repeat))
                     sequential = min(
                         run_end_to_end(recording, f'{out}_s{k}', representation, backend,
-                                       prefetch=False)[0]
+                                       pipelined=False)[0]
                         for k in range(args.repeat))
                     renders = [run_render(recording, representation, backend)
                                for _ in range(args.repeat)]
@@ -168,17 +202,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     render = min(r[1] for r in renders)
                     # in-process reading, so that tracemalloc sees every event buffer
                     peak = run_end_to_end(recording, out + '_m', representation, backend,
-                                          trace_memory=True, prefetch=False)[2]
+                                          trace_memory=True, pipelined=False)[2]
+                    decode = write = None
+                    if backend == 'numpy':
+                        costs = [run_shared_costs(recording, representation, f'{out}_c{k}')
+                                 for k in range(args.repeat)]
+                        decode, write = (min(c[0] for c in costs), min(c[1] for c in costs))
                     rows.append(dict(representation=representation, backend=backend,
                                      events_per_window=density, events=events,
                                      seconds=seconds, rate=events / seconds,
                                      sequential_rate=events / sequential,
                                      render_rate=events / render, raster_rate=events / raster,
-                                     peak=peak))
+                                     peak=peak, decode_seconds=decode,
+                                     write_seconds=write))
             # same density, half the windows: an equal peak means memory follows the window
             half = dict(recording, timestamps=recording['timestamps'][:args.windows // 2 + 1])
             half_peak = run_end_to_end(half, osp.join(root, 'half'), args.representations[0],
-                                       args.backends[0], trace_memory=True, prefetch=False)[2]
+                                       args.backends[0], trace_memory=True, pipelined=False)[2]
             full_peak = next(r['peak'] for r in rows if r['events_per_window'] == density)
             memory_checks.append((density, full_peak, half_peak))
     reference = {(r['representation'], r['events_per_window']): r for r in rows
@@ -200,6 +240,33 @@ def main(argv: list[str] | None = None) -> list[dict]:
               f"{r['rate'] / 1e6:.1f} M | {r['sequential_rate'] / 1e6:.1f} M | "
               f"{r['render_rate'] / 1e6:.1f} M | {r['raster_rate'] / 1e6:.1f} M | {speedup} | "
               f"{r['peak'] / 2**20:.1f} |")
+    print('\nCosts both backends share, ms per window (decode: HDF5 fields, in the reader '
+          'process; write: PNG encode + atomic write, in the writer thread), the ceiling of the '
+          'numpy speed-up end to end (tonic end-to-end time / the larger shared cost: a '
+          'renderer that took no time) and the numpy render time per window that a 5x '
+          'speed-up allows without overlap (tonic end-to-end time / 5 - write; "none" when '
+          'that is not positive or decoding alone is over tonic / 5):\n')
+    print('| events/window | representation | decode ms | write ms | numpy render ms | '
+          'numpy e2e ms | tonic e2e ms | e2e speed-up | ceiling | render budget for 5x |')
+    print('|---|---|---|---|---|---|---|---|---|---|')
+    for r in rows:
+        ref = reference.get((r['representation'], r['events_per_window']))
+        if r['backend'] == 'numpy' or ref is None:
+            continue
+        per_window = {k: v / args.windows * 1e3 for k, v in dict(
+            decode=ref['decode_seconds'], write=ref['write_seconds'],
+            render=ref['events'] / ref['render_rate'], numpy=ref['seconds'],
+            other=r['seconds']).items()}
+        r['ceiling'] = per_window['other'] / max(per_window['decode'], per_window['write'])
+        allowed = per_window['other'] / 5
+        budget = allowed - per_window['write']
+        r['render_budget_ms'] = budget if budget > 0 and per_window['decode'] <= allowed else None
+        budget = 'none' if r['render_budget_ms'] is None else f"{r['render_budget_ms']:.2f}"
+        print(f"| {r['events_per_window']:,} | {r['representation']} | "
+              f"{per_window['decode']:.2f} | {per_window['write']:.2f} | "
+              f"{per_window['render']:.2f} | {per_window['numpy']:.2f} | "
+              f"{per_window['other']:.2f} | {per_window['other'] / per_window['numpy']:.1f}x | "
+              f"{r['ceiling']:.1f}x | {budget} |")
     print()
     for density, full_peak, half_peak in memory_checks:
         print(f'memory bound at {density:,} events/window: {args.representations[0]}/'

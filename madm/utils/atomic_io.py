@@ -8,7 +8,7 @@ import json
 import os
 import os.path as osp
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import cv2
@@ -53,18 +53,21 @@ def atomic_write_json(path: str, obj: Any, indent: int | None = 2) -> None:
     atomic_write_text(path, json.dumps(obj, indent=indent))
 
 
-def atomic_write_image(path: str, image: np.ndarray) -> None:
+def atomic_write_image(path: str, image: np.ndarray, params: Sequence[int] = ()) -> None:
     """Write an image atomically with OpenCV.
 
     Args:
         path (str): Output path; the extension picks the format (``.png``...).
         image (np.ndarray): ``(H, W)`` gray/label map or ``(H, W, 3)`` image in
             **RGB** order (converted to OpenCV's BGR here), uint8 or uint16.
+        params (Sequence[int]): ``cv2.imencode`` flags as (key, value) pairs, e.g.
+            ``(cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE)``. Defaults to
+            OpenCV's settings.
     """
     if image.ndim == 3 and image.shape[2] == 3:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     ext = osp.splitext(path)[1]
-    ok, buf = cv2.imencode(ext, image)
+    ok, buf = cv2.imencode(ext, image, list(params))
     if not ok:
         raise OSError(f'OpenCV could not encode an image of shape {image.shape} '
                       f'and dtype {image.dtype} as {ext!r} for {path}')

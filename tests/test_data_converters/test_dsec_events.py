@@ -4,11 +4,13 @@ import os
 import os.path as osp
 import subprocess
 import sys
+import zlib
 
 import cv2
 import numpy as np
 import pytest
 
+from madm.datasets.conversion import dsec_events
 from madm.datasets.conversion.dsec_events import (
     DSECEventReader, NumpyEventRenderer, convert_dsec_events,
     find_semantic_timestamps, label_windows)
@@ -81,6 +83,57 @@ def test_convert_writes_one_frame_per_label_from_one_and_resumes(tmp_path):
     again = convert_dsec_events(str(tmp_path / 'events'), str(out))
     assert (again.written, again.skipped) == (1, 2)
     assert label_windows(np.array([10, 20, 30])) == [(1, 10, 20), (2, 20, 30)]
+
+
+def _png_rows(path):
+    """The filter byte and raw bytes of every row of an 8-bit PNG (IDAT inflated)."""
+    data = open(path, 'rb').read()
+    pos, idat, header = 8, b'', None
+    while pos < len(data):
+        length = int.from_bytes(data[pos:pos + 4], 'big')
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        header = body if kind == b'IHDR' else header
+        idat += body if kind == b'IDAT' else b''
+        pos += 12 + length
+    width, height = int.from_bytes(header[:4], 'big'), int.from_bytes(header[4:8], 'big')
+    channels = {0: 1, 2: 3}[header[9]]
+    rows = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(height, 1 + width * channels)
+    pixels = rows[:, 1:].reshape(height, width, channels)
+    return rows[:, 0], pixels[..., 0] if channels == 1 else pixels
+
+
+def test_a_failed_write_in_the_writer_thread_stops_the_conversion(tmp_path, monkeypatch):
+    _recording(str(tmp_path / 'events'))
+    write = dsec_events.atomic_write_image
+
+    def failing_write(path, image, params=()):
+        if path.endswith('000002.png'):
+            raise OSError('disk full')
+        write(path, image, params)
+
+    monkeypatch.setattr(dsec_events, 'atomic_write_image', failing_write)
+    out = tmp_path / 'edges'
+    with pytest.raises(OSError, match='disk full'):
+        convert_dsec_events(str(tmp_path / 'events'), str(out))
+    # the frame before the failure is complete and kept; nothing half-written is left
+    files = sorted(os.listdir(out / SEQ))
+    assert '000001.png' in files and '000002.png' not in files
+    assert not [f for f in files if f.startswith('.tmp-')]
+    monkeypatch.setattr(dsec_events, 'atomic_write_image', write)
+    again = convert_dsec_events(str(tmp_path / 'events'), str(out))  # resumes
+    assert again.written + again.skipped == 3 and again.written >= 1
+
+
+@pytest.mark.parametrize('representation', ['edge', 'histogram'])
+def test_event_frames_are_written_unfiltered_and_lossless(tmp_path, representation):
+    _recording(str(tmp_path / 'events'))
+    out = tmp_path / representation
+    convert_dsec_events(str(tmp_path / 'events'), str(out), representation=representation)
+    for name in sorted(os.listdir(out / SEQ)):
+        filters, pixels = _png_rows(str(out / SEQ / name))
+        assert (filters == 0).all()  # EVENT_PNG_PARAMS: no row filter
+        decoded = cv2.imread(str(out / SEQ / name), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(pixels, decoded if decoded.ndim == 2 else decoded[..., ::-1])
 
 
 @pytest.mark.parametrize('representation', ['edge', 'histogram', 'voxel'])
@@ -225,8 +278,8 @@ def test_cli_help_and_run(tmp_path, capsys):
     cli.main([str(tmp_path / 'events'), str(tmp_path / 'out_tonic'), '--backend', 'tonic',
               '--sequences', SEQ])
     assert '3 frames written' in capsys.readouterr().out
-    # --no-prefetch decodes in the CLI's own process; same frames
-    cli.main([str(tmp_path / 'events'), str(tmp_path / 'out_seq'), '--no-prefetch',
+    # --sequential decodes, renders and writes in the CLI's own thread; same frames
+    cli.main([str(tmp_path / 'events'), str(tmp_path / 'out_seq'), '--sequential',
               '--representation', 'voxel', '--sequences', SEQ])
     assert '3 frames written' in capsys.readouterr().out
     for name in ('000001.png', '000002.png', '000003.png'):
@@ -245,6 +298,12 @@ def test_benchmark_main_runs_on_a_tiny_recording(capsys):
     assert all(r['speedup']['rate'] == 1.0 for r in rows if r['backend'] == 'numpy')
     out = capsys.readouterr().out
     assert '| 1,500 | edge | numpy |' in out and '| 1,500 | voxel | tonic |' in out
+    # shared costs are measured on the numpy rows; the ceiling bounds the tonic rows' ratio
+    assert all(r['decode_seconds'] > 0 and r['write_seconds'] > 0
+               for r in rows if r['backend'] == 'numpy')
+    assert all(r['ceiling'] > 0 and 'render_budget_ms' in r for r in rows
+               if r['backend'] == 'tonic')
+    assert '| 1,500 | voxel |' in out.split('ceiling |')[1]
 
 
 def test_read_into_decodes_the_same_events_into_caller_buffers(tmp_path):

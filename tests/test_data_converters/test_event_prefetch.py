@@ -98,14 +98,14 @@ def test_stopping_early_ends_the_reader_process(tmp_path):
     assert not mp.active_children()
 
 
-def test_conversion_is_identical_with_and_without_prefetch(tmp_path):
+def test_conversion_is_identical_pipelined_and_sequential(tmp_path):
     rec = _recording(str(tmp_path))
     outputs = {}
-    for prefetch in (True, False):
-        out = str(tmp_path / f'out_{prefetch}')
+    for pipelined in (True, False):
+        out = str(tmp_path / f'out_{pipelined}')
         summary = convert_sequence(rec['events'], rec['rectify'], rec['timestamps'], out,
-                                   'voxel', prefetch=prefetch)
+                                   'voxel', pipelined=pipelined)
         assert summary.written == len(rec['timestamps']) - 1 and summary.empty_windows == 1
-        outputs[prefetch] = {name: open(osp.join(out, name), 'rb').read()
-                             for name in sorted(os.listdir(out))}
+        outputs[pipelined] = {name: open(osp.join(out, name), 'rb').read()
+                              for name in sorted(os.listdir(out))}
     assert outputs[True] == outputs[False] and len(outputs[True]) == 6
