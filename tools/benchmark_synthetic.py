@@ -64,8 +64,9 @@ def main() -> None:
     with_prior = [m for m in results if demo_uses_prior(m, args.data_root)]
     note = ''
     if with_prior:
-        note = (f'{" and ".join(with_prior).capitalize()} start from the tiny SD prior that tools/demo.py '
-                'pretrains without labels on the demo\'s train images, '
+        verb = 'starts' if len(with_prior) == 1 else 'start'
+        note = (f'{" and ".join(with_prior).capitalize()} {verb} from the tiny SD prior that '
+                'tools/demo.py pretrains without labels on the demo\'s train images, '
                 + ("seed 0's prior for every seed" if args.shared_prior else
                    'one prior per seed, pretrained with that seed')
                 + '; the others from random weights.')

@@ -12,8 +12,8 @@ decode_head = dict(num_classes=num_classes)  # read by the source-only / oracle 
 # Backbone: the base's randomly initialised tiny preset, not the pretrained prior the event
 # demo loads (tools/demo.py runs the prior stage only for configs that load one). Measured
 # (third session, seed 0), source-only / MADM / oracle mIoU: random preset 10.82 / 16.57 /
-# 19.38, prior 4.46 / 3.46 / 20.53. tools/benchmark_synthetic.py on today's data, seeds 0-2:
-# 10.4 / 8.7 / 18.7, MADM below source-only (docs/benchmarks.md).
+# 19.38, prior 4.46 / 3.46 / 20.53. tools/benchmark_synthetic.py on today's data, seeds 0-4:
+# 11.0 / 9.7 / 17.4, MADM below source-only (docs/benchmarks.md).
 model = dict(
     palette=palette,
     decode_head=dict(num_classes=num_classes),

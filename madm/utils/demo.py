@@ -83,8 +83,8 @@ DEMO_DATA: dict[str, DemoDataSize] = {
 #: How the demo's tiny SD prior is pretrained (for the demos whose configs load one: events,
 #: depth). Measured on the event demo, training seeds 0-2 sharing one prior (docs/benchmarks.md,
 #: development runs): MADM closed 49% of the source-only -> oracle gap with the VAE pretrained
-#: alone, 60% with the UNet as well. With one prior per seed (tools/benchmark_synthetic.py) the
-#: same setting closes 39%.
+#: alone, 60% with the UNet as well. With one prior per seed (tools/benchmark_synthetic.py,
+#: seeds 0-4) the same setting closes 36%.
 DEMO_PRIOR = PriorSchedule(vae_steps=600, unet_steps=600)
 #: Folder of the prior inside ``<data_root>/<modality>`` (the demo configs load it from there).
 PRIOR_DIR = 'tiny-sd'
@@ -530,7 +530,9 @@ def format_benchmark_section(results: Mapping[str, Mapping[int, Mapping[str, dic
             values = [runs[variant]['mIoU'] for runs in seeds.values() if variant in runs]
             if values:
                 means[variant], stds[variant] = mean_std(values)
-                cells.append(f'{means[variant]:.1f} ± {stds[variant]:.1f}')
+                # one seed has no spread: a "± 0.0" would claim one
+                cells.append(f'{means[variant]:.1f} ± {stds[variant]:.1f}' if len(values) > 1
+                             else f'{means[variant]:.1f}')
             else:
                 cells.append('-')
         cells.append(_gap_cell(means))
@@ -544,7 +546,8 @@ def format_benchmark_section(results: Mapping[str, Mapping[int, Mapping[str, dic
                 verdict = 'helps' if delta > 0 else 'does not help'
                 # a difference no larger than the seeds' own spread is not an effect
                 spread = max(stds['madm'], stds[variant])
-                within = ', inside the seed spread' if abs(delta) <= spread else ''
+                within = (', one seed: no spread to judge it against' if len(seeds) == 1 else
+                          ', inside the seed spread' if abs(delta) <= spread else '')
                 notes.append(f'- {modality}: {component} {verdict} at this scale '
                              f'(MADM {means["madm"]:.1f} vs. {means[variant]:.1f} without it, '
                              f'{delta:+.1f} mIoU{within}).')

@@ -115,6 +115,11 @@ def test_benchmark_section_mean_std_and_ablation_verdicts():
     assert ('event: DPLG does not help at this scale (MADM 32.0 vs. 32.0 without it, +0.0 mIoU, '
             'inside the seed spread)') in section
     assert 'event: LPLR helps at this scale (MADM 32.0 vs. 26.0 without it, +6.0 mIoU)' in section
+    # one seed: means without a "± 0.0", and no verdict on an effect without a spread
+    single = format_benchmark_section({'event': {0: seeds[0]}}, 'python x.py', 'box')
+    assert '| event | 0 | 20.0 | 30.0 | 40.0 | 31.0 | 25.0 | 50% | 50% |' in single
+    assert ('event: LPLR helps at this scale (MADM 30.0 vs. 25.0 without it, +5.0 mIoU, one '
+            'seed: no spread to judge it against)') in single
 
 
 @pytest.mark.parametrize('prior_seed', [0, 2])

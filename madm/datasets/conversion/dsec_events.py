@@ -506,6 +506,9 @@ def convert_sequence(events_path: str, rectify_map_path: str, timestamps: np.nda
         columns = getattr(renderer, 'columns', 'xytp')
         windows = read_windows(events_path, [(t_start, t_end) for _, t_start, t_end in todo],
                                columns, prefetch=pipelined)
+        # The reader forks when the first window is requested, before the writer starts its
+        # thread on the first write: a process forked while another thread runs can inherit
+        # a held lock.
         with _FrameWriter(threaded=pipelined) as writer:
             for (index, t_start, t_end), events in zip(todo, windows):
                 if events is None:
