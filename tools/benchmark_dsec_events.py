@@ -54,8 +54,8 @@ from madm.datasets.conversion.dsec_events import (EVENT_PNG_PARAMS, SENSOR_HEIGH
                                                   convert_sequence, load_rectify_map, quantise)
 from madm.datasets.conversion.event_representations import REPRESENTATIONS
 from madm.datasets.conversion.event_simulator import write_events_h5, write_rectify_map
-from madm.utils.atomic_io import atomic_write_image
 from madm.datasets.conversion.synthetic import generate_scene
+from madm.utils.atomic_io import atomic_write_image
 
 T0_US = 49_599_300_000
 WINDOW_US = 50_000

@@ -31,10 +31,10 @@ coordinates to pixels and uses tonic's ``ToImage`` / ``ToVoxelGrid``. On integer
 maps the two agree before quantisation. Both read only the event fields their
 representation needs (:data:`EVENT_COLUMNS`) and share quantisation and PNG writing.
 """
+import collections
 import math
 import os
 import os.path as osp
-import collections
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,7 +61,7 @@ LABEL_HEIGHT = 440  # DSEC-Semantic labels drop the bottom 40 sensor rows
 EVENT_COLUMNS: dict[str, str] = {'edge': 'xyp', 'histogram': 'xytp', 'voxel': 'xytp'}
 #: PNG settings of the event frames: no per-row filter. Frames are mostly one flat value (127
 #: or 0), which zlib's run matching packs as well unfiltered; on the benchmark VM this cut
-#: encoding a 640x440 histogram or voxel frame from 2.6 to 2.2 ms and its file by ~8 %
+#: encoding a 640x440 histogram or voxel frame from 2.6 to 2.2 ms and its file by 8-11 %
 #: (docs/benchmarks.md). Lossless either way: the decoded pixels are the same.
 EVENT_PNG_PARAMS = (cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE)
 EVENTS_FILE = osp.join('events', 'left', 'events.h5')
@@ -434,10 +434,10 @@ class _FrameWriter:
     """Write event frames atomically, in a background thread when ``threaded``.
 
     OpenCV's PNG encoder and file writes release the GIL, so the thread encodes frame k
-    while frame k + 1 renders (measured: 10-15 % less time per window for histogram and
-    voxel frames, no change for edge; docs/benchmarks.md). At most ``max_pending`` frames
-    wait, so memory stays a few frames; the first failed write is raised on the next
-    :meth:`write` or on exit, after the frames before it are written.
+    while frame k + 1 renders (measured at 0.2 M events per window: 10-17 % less time per
+    window for histogram and voxel frames, no change for edge; docs/benchmarks.md). At most
+    ``max_pending`` frames wait, so memory stays a few frames; the first failed write is
+    raised on the next :meth:`write` or on exit, after the frames before it are written.
     """
 
     def __init__(self, threaded: bool, max_pending: int = 2) -> None:
