@@ -14,7 +14,8 @@ palette = [[70, 130, 180], [70, 70, 70], [190, 153, 153], [220, 20, 60], [153, 1
 # relief and the 128x64 frame, the prior is what lets the oracle use depth geometry (the random
 # preset's oracle stayed at ~14 mIoU). tools/benchmark_synthetic.py, seeds 0-4 with one prior
 # each: source-only / MADM / oracle 9.3 / 13.6 / 26.1 mIoU, so MADM closes 25 % of the gap,
-# not half (docs/benchmarks.md, "Synthetic adaptation benchmark").
+# not half; 44 % with target BN statistics at test (demo_rgb2depth_madm-target-bn.py;
+# docs/benchmarks.md, "Synthetic adaptation benchmark").
 backbone = dict(_delete_=True, type='StableDiffusionBackbone',
                 pretrained='{{$MADM_DEMO_DATA:data/demo}}/depth/tiny-sd',
                 tap_layers=(5, 8, 11), noise='fixed', trainable='full')

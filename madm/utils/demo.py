@@ -38,14 +38,23 @@ from madm.apis.tiny_sd_pretraining import PriorSchedule, load_prior_record, pret
 from madm.evaluation import format_markdown_table
 
 Modality = Literal['depth', 'infrared', 'event']
-Variant = Literal['source-only', 'madm', 'oracle', 'no-dplg', 'no-lplr']
+Variant = Literal['source-only', 'madm', 'oracle', 'adabn', 'madm-target-bn', 'no-dplg',
+                  'no-lplr']
 
 MODALITIES: tuple[str, ...] = ('event', 'depth', 'infrared')
 #: The demo table's rows, in order: baseline, method, upper bound.
 DEMO_VARIANTS: tuple[str, ...] = ('source-only', 'madm', 'oracle')
+#: Test-only variants, ``{variant: the variant whose checkpoint it scores}``: no training of
+#: their own, the checkpoint is tested after TargetBNStatisticsHook re-estimates its batch-norm
+#: statistics on the unlabelled target train images. 'adabn' is the source-only model (AdaBN,
+#: the cheapest adaptation there is); 'madm-target-bn' is MADM's student, whose running
+#: statistics otherwise come from its source and mixed (pasted, colour-jittered) batches.
+TEST_ONLY_VARIANTS: dict[str, str] = {'adabn': 'source-only', 'madm-target-bn': 'madm'}
 ABLATION_VARIANTS: tuple[str, ...] = ('no-dplg', 'no-lplr')
 VARIANT_NAMES = {'source-only': 'source-only', 'madm': 'MADM', 'oracle': 'oracle (target labels)',
+                 'adabn': 'source-only + target BN (AdaBN)', 'madm-target-bn': 'MADM + target BN',
                  'no-dplg': 'MADM w/o DPLG', 'no-lplr': 'MADM w/o LPLR'}
+ALL_VARIANTS: tuple[str, ...] = DEMO_VARIANTS + tuple(TEST_ONLY_VARIANTS) + ABLATION_VARIANTS
 #: Smallest oracle - source-only mIoU difference that counts as a gap to close.
 MIN_GAP = 1.0
 _REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -115,8 +124,8 @@ def demo_config(modality: Modality, variant: Variant = 'madm',
     """
     if modality not in MODALITIES:
         raise ValueError(f'modality must be one of {MODALITIES}, got {modality!r}')
-    if variant not in DEMO_VARIANTS + ABLATION_VARIANTS:
-        raise ValueError(f'variant must be one of {DEMO_VARIANTS + ABLATION_VARIANTS}, '
+    if variant not in ALL_VARIANTS:
+        raise ValueError(f'variant must be one of {ALL_VARIANTS}, '
                          f'got {variant!r}')
     suffix = '' if variant == 'madm' else f'_{variant}'
     return osp.join(config_dir, f'demo_rgb2{modality}{suffix}.py')
@@ -262,12 +271,13 @@ def _run_logged(cmd: list[str], env: dict[str, str], log_file: str,
 def run_variant(modality: Modality, variant: Variant, data_root: str, work_dir: str,
                 seed: int = 0, max_iters: int | None = None,
                 cfg_options: Sequence[str] = (), config_dir: str | None = None,
-                echo: Callable[[str], None] | None = None) -> dict:
+                echo: Callable[[str], None] | None = None,
+                checkpoint: str | None = None) -> dict:
     """Train one demo variant with ``tools/train.py`` and score it with ``tools/test.py``.
 
     Args:
         modality (Modality): Target modality.
-        variant (Variant): 'source-only', 'madm', 'oracle', 'no-dplg' or 'no-lplr'.
+        variant (Variant): One of :data:`ALL_VARIANTS`.
         data_root (str): Demo data folder (passed as ``MADM_DEMO_DATA``).
         work_dir (str): Folder of this run (checkpoint, logs, ``results.json``).
         seed (int): Training seed (``randomness.seed``). Defaults to 0.
@@ -276,6 +286,8 @@ def run_variant(modality: Modality, variant: Variant, data_root: str, work_dir: 
         cfg_options (Sequence[str]): Further ``--cfg-options`` items. Defaults to ().
         config_dir (str | None): Folder of the leaf configs. Defaults to ``configs/madm``.
         echo (Callable[[str], None] | None): Receives one line per training log line.
+        checkpoint (str | None): Score this checkpoint instead of training one; required
+            by the test-only variants (:data:`TEST_ONLY_VARIANTS`). Defaults to None.
 
     Returns:
         dict: ``tools/test.py --out`` JSON: ``classes``, ``IoU``, ``mIoU``, ``mAcc``,
@@ -292,12 +304,18 @@ def run_variant(modality: Modality, variant: Variant, data_root: str, work_dir: 
     if max_iters is not None:
         options += [f'train_cfg.max_iters={max_iters}', f'train_cfg.val_begin={max_iters + 1}',
                     f'default_hooks.checkpoint.interval={max_iters}']
+    if variant in TEST_ONLY_VARIANTS and checkpoint is None:
+        raise ValueError(f'{variant!r} trains nothing: pass the {TEST_ONLY_VARIANTS[variant]} '
+                         'checkpoint it scores as checkpoint=')
     log_file = osp.join(work_dir, 'demo.log')
     python = sys.executable
-    _run_logged([python, 'tools/train.py', config, '--work-dir', work_dir,
-                 '--cfg-options', *options], env, log_file, echo)
-    with open(osp.join(work_dir, 'last_checkpoint')) as f:
-        checkpoint = f.read().strip()
+    if checkpoint is None:
+        _run_logged([python, 'tools/train.py', config, '--work-dir', work_dir,
+                     '--cfg-options', *options], env, log_file, echo)
+        with open(osp.join(work_dir, 'last_checkpoint')) as f:
+            checkpoint = f.read().strip()
+    else:
+        os.makedirs(work_dir, exist_ok=True)
     _run_logged([python, 'tools/test.py', config, checkpoint, '--work-dir', work_dir,
                  '--out', result_file, '--cfg-options', *options], env, log_file, None)
     with open(result_file) as f:
@@ -346,7 +364,8 @@ def format_demo_table(results: Mapping[str, dict]) -> str:
     Returns:
         str: The table (``madm.evaluation.format_markdown_table``), then, when all
         three demo rows are present, the share of the source-only -> oracle gap
-        that MADM closes (or a note that there is no gap of ``MIN_GAP`` mIoU).
+        that MADM closes, also with target BN statistics when that row is there (or a
+        note that there is no gap of ``MIN_GAP`` mIoU).
     """
     classes = next(iter(results.values()))['classes']
     table = format_markdown_table(
@@ -360,6 +379,10 @@ def format_demo_table(results: Mapping[str, dict]) -> str:
         else:
             table += (f'\n\nMADM closes {100 * gap_closed(source_only, madm, oracle):.0f}% of '
                       'the source-only -> oracle mIoU gap.')
+            if 'madm-target-bn' in results:
+                with_bn = gap_closed(source_only, results['madm-target-bn']['mIoU'], oracle)
+                table += (f' With its batch-norm statistics re-estimated on the unlabelled '
+                          f'target images (not in MADM), {100 * with_bn:.0f}%.')
     return table
 
 
@@ -408,7 +431,7 @@ def _clock(seconds: float) -> str:
 # Relative stage costs measured on 2 idle CPU cores (event demo: data 18 s, prior 211 s,
 # source-only 60 s, MADM 90 s, oracle 61 s).
 _STAGE_COST = {'data': 0.3, 'prior': 3.5, 'source-only': 1.0, 'madm': 1.5, 'oracle': 1.0,
-               'no-dplg': 1.5, 'no-lplr': 1.4}
+               'adabn': 0.3, 'madm-target-bn': 0.3, 'no-dplg': 1.5, 'no-lplr': 1.4}
 
 
 def run_demo(modality: Modality, data_root: str, work_dir: str,
@@ -422,8 +445,9 @@ def run_demo(modality: Modality, data_root: str, work_dir: str,
         modality (Modality): Target modality.
         data_root (str): Demo data folder (``<data_root>/<modality>``).
         work_dir (str): Runs go to ``runs_dir(work_dir, modality, seed, prior_seed)/<variant>``.
-        variants (Sequence[Variant]): Variants to run, in order. Defaults to
-            source-only, MADM, oracle.
+        variants (Sequence[Variant]): Variants to run, in order; a test-only variant
+            (:data:`TEST_ONLY_VARIANTS`) after the one whose checkpoint it scores.
+            Defaults to source-only, MADM, oracle.
         seed (int): Training seed. Defaults to 0.
         max_iters (int | None): Iteration override (smoke tests). Defaults to None.
         data_size (DemoDataSize | None): Data override. Defaults to ``DEMO_DATA[modality]``.
@@ -462,14 +486,26 @@ def run_demo(modality: Modality, data_root: str, work_dir: str,
         echo(f"    VAE L1 {prior['vae_loss_last']:.4f}{unet}, latent scaling factor "
              f"{prior['scaling_factor']:.3f} ({prior['seconds']:.0f} s)")
         clock.end('prior')
+    runs = runs_dir(work_dir, modality, seed, prior_seed)
+    for i, variant in enumerate(variants):
+        scored = TEST_ONLY_VARIANTS.get(variant)
+        if scored and scored not in variants[:i]:
+            raise ValueError(f'{variant!r} scores the {scored!r} checkpoint: put {scored!r} '
+                             f'before it in variants (got {tuple(variants)})')
     results = {}
     for variant in variants:
         config = osp.basename(demo_config(modality, variant))
-        clock.begin(f'train + test {VARIANT_NAMES[variant]} ({config})')
+        checkpoint = None
+        if variant in TEST_ONLY_VARIANTS:
+            scored_run = osp.join(runs, TEST_ONLY_VARIANTS[variant])
+            with open(osp.join(scored_run, 'last_checkpoint')) as f:
+                # the file name only: the runs folder may have been moved since
+                checkpoint = osp.join(scored_run, osp.basename(f.read().strip()))
+        clock.begin(f'{"test" if checkpoint else "train + test"} {VARIANT_NAMES[variant]} '
+                    f'({config})')
         results[variant] = run_variant(
-            modality, variant, data_root,
-            osp.join(runs_dir(work_dir, modality, seed, prior_seed), variant),
-            seed=seed, max_iters=max_iters, cfg_options=options, echo=echo)
+            modality, variant, data_root, osp.join(runs, variant), seed=seed,
+            max_iters=max_iters, cfg_options=options, echo=echo, checkpoint=checkpoint)
         echo(f'    target mIoU {results[variant]["mIoU"]:.2f}')
         clock.end(variant)
     echo(f'done in {_clock(clock.elapsed())}')
@@ -501,12 +537,14 @@ def format_benchmark_section(results: Mapping[str, Mapping[int, Mapping[str, dic
     Returns:
         str: Markdown starting with ``## <title>``: set-up, command, one table row
         per modality (with the gap closed per seed: the spread is part of the result),
-        and per modality what each ablated component changed.
+        per modality what the target-BN tests give (when run) and what each ablated
+        component changed.
     """
-    variants = [v for v in DEMO_VARIANTS + ABLATION_VARIANTS
+    variants = [v for v in ALL_VARIANTS
                 if any(v in runs for seeds in results.values() for runs in seeds.values())]
+    target_bn = 'madm-target-bn' in variants
     header = ['target', 'seeds', *(VARIANT_NAMES[v] for v in variants), 'gap closed',
-              'gap closed per seed']
+              'gap closed per seed', *(['gap closed, MADM + target BN'] if target_bn else [])]
     lines = [f'## {title}', '',
              'What is measured: target-test mIoU (%) of the CPU demo (`tools/demo.py`, '
              'configs/madm/demo_rgb2*.py): the tiny SD preset trained '
@@ -522,7 +560,7 @@ def format_benchmark_section(results: Mapping[str, Mapping[int, Mapping[str, dic
              'seed 0).', '',
              f'Machine: {machine}.', '', 'Command:', '', f'    {command}', '',
              '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-    notes = []
+    notes, target_bn_notes = [], []
     for modality, seeds in results.items():
         cells = [modality, ', '.join(str(s) for s in seeds)]
         means, stds = {}, {}
@@ -539,7 +577,12 @@ def format_benchmark_section(results: Mapping[str, Mapping[int, Mapping[str, dic
         per_seed = [_gap_cell({v: r['mIoU'] for v, r in runs.items()}) for runs in seeds.values()
                     if all(v in runs for v in DEMO_VARIANTS)]
         cells.append(' / '.join(per_seed) or '-')
+        if target_bn:
+            cells.append(_gap_cell({**means, 'madm': means['madm-target-bn']})
+                         if 'madm-target-bn' in means else '-')
         lines.append('| ' + ' | '.join(cells) + ' |')
+        if any(v in means for v in TEST_ONLY_VARIANTS):
+            target_bn_notes.append(_target_bn_note(modality, seeds, means, stds))
         for variant, component in (('no-dplg', 'DPLG'), ('no-lplr', 'LPLR')):
             if variant in means and 'madm' in means:
                 delta = means['madm'] - means[variant]
@@ -551,9 +594,41 @@ def format_benchmark_section(results: Mapping[str, Mapping[int, Mapping[str, dic
                 notes.append(f'- {modality}: {component} {verdict} at this scale '
                              f'(MADM {means["madm"]:.1f} vs. {means[variant]:.1f} without it, '
                              f'{delta:+.1f} mIoU{within}).')
+    if target_bn_notes:
+        lines += ['', 'Target BN statistics (a checkpoint tested after its batch-norm statistics '
+                  'are re-estimated on the unlabelled target train images, whole and sized as '
+                  'at test; no training, no labels; not in MADM: '
+                  '`configs/madm/demo_rgb2*_adabn.py` for source-only, '
+                  '`*_madm-target-bn.py` for MADM):', '', *target_bn_notes]
     if notes:
         lines += ['', 'Ablations (MADM minus the ablated run, means over seeds):', '', *notes]
     return '\n'.join(lines) + '\n'
+
+
+def _target_bn_note(modality: str, seeds: Mapping[int, Mapping[str, dict]],
+                    means: Mapping[str, float], stds: Mapping[str, float]) -> str:
+    """One line on a modality's test-only target-BN variants: mIoU, gap closed, and what
+    MADM's training adds over AdaBN when both use target statistics."""
+    parts = []
+    for variant, what in (('adabn', 'source-only (AdaBN)'), ('madm-target-bn', 'MADM')):
+        if variant not in means:
+            continue
+        share = _gap_cell({**means, 'madm': means[variant]})
+        per_seed = [_gap_cell({**{v: r['mIoU'] for v, r in runs.items()},
+                               'madm': runs[variant]['mIoU']})
+                    for runs in seeds.values()
+                    if variant in runs and all(v in runs for v in DEMO_VARIANTS)]
+        detail = (f' ({share} of the gap; per seed {" / ".join(per_seed)})' if share != '-'
+                  else '')
+        parts.append(f'{what} {means[variant]:.1f}{detail}')
+    note = f'- {modality}: with target BN statistics, ' + ' and '.join(parts)
+    if 'adabn' in means and 'madm-target-bn' in means:
+        delta = means['madm-target-bn'] - means['adabn']
+        spread = max(stds['madm-target-bn'], stds['adabn'])
+        within = (', one seed: no spread to judge it against' if len(seeds) == 1 else
+                  ', inside the seed spread' if abs(delta) <= spread else '')
+        note += f'; MADM\'s training adds {delta:+.1f} mIoU over AdaBN{within}'
+    return note + '.'
 
 
 def replace_markdown_section(text: str, title: str, section: str) -> str:

@@ -1,6 +1,7 @@
 """The demo machinery (madm/utils/demo.py, configs/madm/demo_*.py, tools/demo.py)."""
 import json
 import math
+import os
 import os.path as osp
 
 import pytest
@@ -67,6 +68,27 @@ def test_demo_configs_build_the_intended_variants(modality, monkeypatch):
             assert model.decode_head.num_classes == num_classes
 
 
+@pytest.mark.parametrize('modality', MODALITIES)
+@pytest.mark.parametrize('variant,scored', [('adabn', 'source-only'), ('madm-target-bn', 'madm')])
+def test_target_bn_configs_test_a_checkpoint_with_target_statistics(modality, variant, scored,
+                                                                    monkeypatch):
+    monkeypatch.setenv('MADM_DEMO_DATA', '/somewhere')
+    cfg = Config.fromfile(demo_config(modality, variant))
+    base = Config.fromfile(demo_config(modality, scored))
+    assert cfg.model == base.model and cfg.test_dataloader == base.test_dataloader
+    # the runtime's hooks are kept (a list replaces its base's)
+    assert ([h['type'] for h in cfg.custom_hooks]
+            == [h['type'] for h in base.custom_hooks] + ['TargetBNStatisticsHook'])
+    stats = cfg.custom_hooks[-1]['dataloader']
+    test_set = cfg.test_dataloader.dataset
+    assert stats['dataset']['type'] == test_set.type and stats['dataset']['split'] == 'train'
+    assert stats['dataset']['data_root'] == test_set.data_root
+    # the test pipeline's image steps (whole images, sized as at test), no labels
+    assert stats['dataset']['pipeline'] == [t for t in test_set.pipeline
+                                            if 'Label' not in t['type']]
+    assert stats['sampler']['shuffle'] is False
+
+
 def test_the_event_and_depth_demos_run_the_prior_stage():
     assert [demo_uses_prior(m) for m in MODALITIES] == [m != 'infrared' for m in MODALITIES]
 
@@ -93,6 +115,12 @@ def test_demo_table_has_one_row_per_variant_and_the_gap():
     assert rows[3].startswith('| MADM | 70.00 |')
     assert rows[4].startswith('| oracle (target labels) |')
     assert rows[-1] == 'MADM closes 50% of the source-only -> oracle mIoU gap.'
+    with_bn = format_demo_table({'source-only': _result(20.0), 'madm': _result(35.0),
+                                 'madm-target-bn': _result(41.0), 'oracle': _result(50.0)})
+    assert with_bn.splitlines()[4].startswith('| MADM + target BN | 82.00 |')
+    assert with_bn.splitlines()[-1] == (
+        'MADM closes 50% of the source-only -> oracle mIoU gap. With its batch-norm statistics '
+        're-estimated on the unlabelled target images (not in MADM), 70%.')
     no_gap = format_demo_table({'source-only': _result(20.0), 'madm': _result(35.0),
                                 'oracle': _result(20.5)})
     assert 'not clearly better than source-only (+0.50 mIoU)' in no_gap.splitlines()[-1]
@@ -116,6 +144,23 @@ def test_benchmark_section_mean_std_and_ablation_verdicts():
             'inside the seed spread)') in section
     assert 'event: LPLR helps at this scale (MADM 32.0 vs. 26.0 without it, +6.0 mIoU)' in section
     # one seed: means without a "± 0.0", and no verdict on an effect without a spread
+    assert 'target BN' not in section  # no column or note without their runs
+    for seed, adabn, tbn in ((0, 24.0, 36.0), (1, 26.0, 37.0)):
+        seeds[seed].update(adabn=_result(adabn), **{'madm-target-bn': _result(tbn)})
+    with_bn = format_benchmark_section({'event': seeds}, 'python x.py', 'box')
+    assert ('| target | seeds | source-only | MADM | oracle (target labels) | source-only + '
+            'target BN (AdaBN) | MADM + target BN | MADM w/o DPLG | MADM w/o LPLR | gap closed '
+            '| gap closed per seed | gap closed, MADM + target BN |') in with_bn
+    # MADM + target BN 36.5: (36.5-21)/(41-21) = 78 %
+    assert ('| event | 0, 1 | 21.0 ± 1.4 | 32.0 ± 2.8 | 41.0 ± 1.4 | 25.0 ± 1.4 | 36.5 ± 0.7 '
+            '| 32.0 ± 1.4 | 26.0 ± 1.4 | 55% | 50% / 60% | 78% |') in with_bn
+    # AdaBN (25-21)/20 = 20 %, per seed 4/20, 4/20; MADM + target BN per seed 16/20, 15/20;
+    # 36.5 - 25 = 11.5 over AdaBN, more than the spread (1.4)
+    assert ('- event: with target BN statistics, source-only (AdaBN) 25.0 (20% of the gap; per '
+            'seed 20% / 20%) and MADM 36.5 (78% of the gap; per seed 80% / 75%); MADM\'s '
+            'training adds +11.5 mIoU over AdaBN.') in with_bn
+    for seed in seeds:
+        del seeds[seed]['adabn'], seeds[seed]['madm-target-bn']
     single = format_benchmark_section({'event': {0: seeds[0]}}, 'python x.py', 'box')
     assert '| event | 0 | 20.0 | 30.0 | 40.0 | 31.0 | 25.0 | 50% | 50% |' in single
     assert ('event: LPLR helps at this scale (MADM 30.0 vs. 25.0 without it, +5.0 mIoU, one '
@@ -133,7 +178,7 @@ def test_run_demo_with_another_prior_seed_loads_that_prior_in_its_own_runs(
         return dict(vae_loss_last=0.1, scaling_factor=1.0, seconds=0.0)
 
     def fake_variant(modality, variant, data_root, work_dir, seed=0, max_iters=None,
-                     cfg_options=(), echo=None):
+                     cfg_options=(), echo=None, checkpoint=None):
         calls[variant] = (work_dir, list(cfg_options))
         return dict(mIoU=1.0)
 
@@ -155,6 +200,35 @@ def test_run_demo_with_another_prior_seed_loads_that_prior_in_its_own_runs(
     assert calls['madm'] == (osp.join(work, 'infrared', 'seed1', 'madm'), [])
 
 
+def test_run_demo_scores_adabn_from_the_source_only_checkpoint(tmp_path, monkeypatch):
+    calls = {}
+    monkeypatch.setattr(demo_module, 'prepare_demo_data', lambda *a, **k: None)
+
+    def fake_variant(modality, variant, data_root, work_dir, seed=0, max_iters=None,
+                     cfg_options=(), echo=None, checkpoint=None):
+        calls[variant] = checkpoint
+        if variant == 'source-only':  # what tools/train.py leaves, in a folder since moved
+            os.makedirs(work_dir)
+            with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
+                f.write('/where/it/trained/iter_200.pth')
+        return dict(mIoU=1.0)
+
+    monkeypatch.setattr(demo_module, 'run_variant', fake_variant)
+    work = str(tmp_path / 'work')
+    run_demo('infrared', str(tmp_path / 'data'), work, ('source-only', 'adabn'),
+             echo=lambda line: None)
+    assert calls == {'source-only': None,
+                     'adabn': osp.join(work, 'infrared', 'seed0', 'source-only', 'iter_200.pth')}
+    for variants in (('adabn',), ('adabn', 'source-only')):
+        with pytest.raises(ValueError, match="put 'source-only' before it"):
+            run_demo('infrared', str(tmp_path / 'data'), work, variants, echo=lambda line: None)
+
+
+def test_run_variant_refuses_to_train_a_test_only_variant(tmp_path):
+    with pytest.raises(ValueError, match='trains nothing'):
+        demo_module.run_variant('event', 'adabn', str(tmp_path), str(tmp_path / 'run'))
+
+
 def test_replace_markdown_section_keeps_the_other_sections():
     text = '# Benchmarks\n\n## A\n\na\n\n## Synthetic\n\nold\n\n## B\n\nb\n'
     new = replace_markdown_section(text, 'Synthetic', '## Synthetic\n\nnew\n')
@@ -171,9 +245,10 @@ def test_run_demo_end_to_end_on_tiny_event_data(tmp_path):
                         source_size=(128, 64), target_size=None)
     prior = PriorSchedule(vae_steps=2, batch_size=2)
     data, work = str(tmp_path / 'data'), str(tmp_path / 'work')
-    results = run_demo('event', data, work, ('source-only', 'madm'), max_iters=2,
+    variants = ('source-only', 'madm', 'adabn', 'madm-target-bn')
+    results = run_demo('event', data, work, variants, max_iters=2,
                        data_size=size, prior_schedule=prior, echo=lines.append)
-    assert set(results) == {'source-only', 'madm'}
+    assert set(results) == set(variants)
     for variant, res in results.items():
         assert len(res['classes']) == 11 and 0.0 <= res['mIoU'] <= 100.0
         with open(osp.join(work, 'event', 'seed0', variant, 'results.json')) as f:
@@ -185,9 +260,13 @@ def test_run_demo_end_to_end_on_tiny_event_data(tmp_path):
     with open(osp.join(data, 'event', 'tiny-sd', PRIOR_RECORD)) as f:
         assert json.load(f)['num_images'] == 6
     assert any(line.startswith('    VAE step 2/2') for line in lines)
-    assert any('stage 4/4' in line and 'ETA' in line for line in lines)
+    assert any('stage 6/6' in line and 'MADM + target BN' in line for line in lines)
+    # the test-only variants re-estimated the BN statistics of the scored checkpoints
+    for variant in ('adabn', 'madm-target-bn'):
+        with open(osp.join(work, 'event', 'seed0', variant, 'demo.log')) as f:
+            assert 'BN statistics re-estimated on 1 target batches' in f.read()
     # A second run reuses the data, the prior and the finished results.
     again: list[str] = []
-    assert run_demo('event', data, work, ('source-only', 'madm'), max_iters=2, data_size=size,
+    assert run_demo('event', data, work, variants, max_iters=2, data_size=size,
                     prior_schedule=prior, echo=again.append) == results
     assert not any('iter' in line or 'VAE step' in line for line in again)

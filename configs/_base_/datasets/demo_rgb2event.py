@@ -53,6 +53,14 @@ test_pipeline = [
     dict(type='MapLabels'),
     dict(type='PackSegInputs'),
 ]
+# The unlabelled target train images as the test feeds them (whole, sized as at test): what
+# TargetBNStatisticsHook re-estimates batch-norm statistics on (configs/madm/demo_*_adabn.py,
+# *_madm-target-bn.py).
+target_bn_dataloader = dict(
+    batch_size=2, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='DSECEventDataset', data_root=dsec_root, split='train',
+                 pipeline=[dict(type='LoadModalityImage', max_height=440), target_resize,
+                           dict(type='PackSegInputs')]))
 train_dataloader = dict(
     batch_size=2,
     num_workers=1,

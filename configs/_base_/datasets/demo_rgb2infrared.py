@@ -42,6 +42,13 @@ test_pipeline = [
     dict(type='MapLabels'),
     dict(type='PackSegInputs'),
 ]
+# The unlabelled target train images as the test feeds them (whole, sized as at test): what
+# TargetBNStatisticsHook re-estimates batch-norm statistics on (configs/madm/demo_*_adabn.py,
+# *_madm-target-bn.py).
+target_bn_dataloader = dict(
+    batch_size=2, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(type='FMBInfraredDataset', data_root=fmb_root, split='train',
+                 pipeline=[dict(type='LoadModalityImage'), dict(type='PackSegInputs')]))
 train_dataloader = dict(
     batch_size=2,
     num_workers=1,

@@ -1,5 +1,7 @@
 from .rng_state_hook import RNGStateHook
+from .target_bn_statistics_hook import TargetBNStatisticsHook
 from .uda_visualization_hook import UDAVisualizationHook
 from .weights_only_checkpoint_hook import WeightsOnlyCheckpointHook
 
-__all__ = ['RNGStateHook', 'UDAVisualizationHook', 'WeightsOnlyCheckpointHook']
+__all__ = ['RNGStateHook', 'TargetBNStatisticsHook', 'UDAVisualizationHook',
+           'WeightsOnlyCheckpointHook']
