@@ -11,12 +11,13 @@ from madm.models.utils import recompute_batchnorm_statistics
 class TargetBNStatisticsHook(Hook):
     """Before testing, re-estimate the model's BN statistics on unlabelled target images.
 
-    AdaBN (Li et al., 2016) as a test-time step: ``tools/test.py CONFIG CKPT`` with this hook
-    in ``custom_hooks`` scores a source-trained segmentor whose batch-norm layers normalise
-    with target statistics instead of the source's. The demo benchmark reports it next to
-    source-only and MADM (``*_adabn.py`` configs). Only ``before_test``: during training it
-    would overwrite the statistics the next iterations train with. In a distributed test each
-    process averages over its own share of ``dataloader``.
+    ``tools/test.py CONFIG CKPT`` with this hook in ``custom_hooks`` scores the checkpoint with
+    batch-norm layers that normalise with the target images' statistics instead of those of
+    the batches it trained on: AdaBN (Li et al., 2016) on a source-only model; not in MADM on
+    a MADM student (configs/madm/demo_rgb2*_adabn.py, *_madm-target-bn.py). Only
+    ``before_test``: during training it would overwrite the statistics the next iterations
+    train with. In a distributed test each process averages over its own share of
+    ``dataloader``.
 
     Args:
         dataloader (dict | DataLoader): The target images, built with

@@ -5,7 +5,6 @@ normalises target features with them. Re-estimating them on unlabelled target im
 cheapest adaptation there is (no gradient, no labels), so it is the baseline that a UDA method
 has to beat to show that its training adds something.
 """
-import sys
 from collections.abc import Callable, Iterable
 
 import torch
@@ -44,6 +43,14 @@ def recompute_batchnorm_statistics(model: nn.Module, batches: Iterable,
     momenta = [m.momentum for m in layers]
     saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
              for m in layers]
+
+    def restore(only_unused: bool) -> None:
+        for layer, (mean, var, count) in zip(layers, saved):
+            if not only_unused or int(layer.num_batches_tracked) == 0:
+                layer.running_mean.copy_(mean)
+                layer.running_var.copy_(var)
+                layer.num_batches_tracked.copy_(count)
+
     seen = 0
     try:
         model.eval()
@@ -54,20 +61,19 @@ def recompute_batchnorm_statistics(model: nn.Module, batches: Iterable,
         for batch in batches:
             forward(batch)
             seen += 1
+    except BaseException:
+        restore(only_unused=False)
+        raise
     finally:
         for layer, momentum in zip(layers, momenta):
             layer.momentum = momentum
         for module, training in modes.items():
             module.training = training
-        failed = seen == 0 or sys.exc_info()[0] is not None
-        for layer, (mean, var, count) in zip(layers, saved):
-            # on failure every layer, else those that ``forward`` never ran (e.g. an EMA
-            # teacher's) keep their old statistics instead of the reset 0 / 1
-            if failed or int(layer.num_batches_tracked) == 0:
-                layer.running_mean.copy_(mean)
-                layer.running_var.copy_(var)
-                layer.num_batches_tracked.copy_(count)
     if seen == 0:
+        restore(only_unused=False)
         raise ValueError('no batch to re-estimate the batch-norm statistics on; the '
                          'statistics were left as they were')
+    # layers that ``forward`` never ran (e.g. an EMA teacher's) keep their statistics
+    # instead of the reset 0 / 1
+    restore(only_unused=True)
     return seen

@@ -62,6 +62,13 @@ def test_failures_keep_the_old_statistics():
 
     with pytest.raises(RuntimeError, match='corrupted'):
         recompute_batchnorm_statistics(model, [torch.randn(2, 3, 6, 6)], broken)
+
+    def second_image_corrupted():  # a failure after some batches went through
+        yield torch.randn(2, 3, 6, 6)
+        raise OSError('corrupted PNG')
+
+    with pytest.raises(OSError, match='corrupted PNG'):
+        recompute_batchnorm_statistics(model, second_image_corrupted(), model)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert model[1].momentum == 0.3
