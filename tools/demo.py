@@ -6,10 +6,10 @@ Writes a synthetic labelled RGB source and an unlabelled target modality
 (data_converters/synthetic.py's generator), for events and depth pretrains a tiny Stable
 Diffusion on those images without labels (madm/apis/tiny_sd_pretraining.py: the CPU stand-in
 for SD-1.4's weights; infrared uses the random tiny preset), trains source-only, MADM
-and a target-supervised oracle from it
-(configs/madm/demo_rgb2<modality>*.py, through tools/train.py), scores each with
-tools/test.py, scores MADM once more with its batch-norm statistics re-estimated on the
-unlabelled target images (not in MADM), and prints one table of target mIoU. Rerunning reuses the data, the prior
+and a target-supervised oracle from it (configs/madm/demo_rgb2<modality>*.py, through
+tools/train.py), scores each with tools/test.py, scores MADM once more with its batch-norm
+statistics re-estimated on the unlabelled target images (not in MADM), and prints one
+table of target mIoU. Rerunning reuses the data, the prior
 and every finished run; --fresh starts the runs over (not the data or the prior).
 """
 import argparse
@@ -17,7 +17,8 @@ import os.path as osp
 import shutil
 
 import madm  # noqa: F401  isort: skip
-from madm.utils.demo import MODALITIES, format_demo_table, run_demo, runs_dir
+from madm.utils.demo import (DEMO_TABLE_VARIANTS, MODALITIES, format_demo_table, run_demo,
+                             runs_dir)
 
 
 def parse_args() -> argparse.Namespace:
@@ -39,8 +40,7 @@ def main() -> None:
     runs = runs_dir(args.work_dir, args.modality, args.seed)
     if args.fresh and osp.isdir(runs):
         shutil.rmtree(runs)
-    variants = ('source-only', 'madm', 'madm-target-bn', 'oracle')
-    results = run_demo(args.modality, args.data_root, args.work_dir, variants,
+    results = run_demo(args.modality, args.data_root, args.work_dir, DEMO_TABLE_VARIANTS,
                        seed=args.seed, max_iters=args.max_iters,
                        echo=lambda line: print(line, flush=True))
     print(f'\nSynthetic RGB -> {args.modality}, target test split '

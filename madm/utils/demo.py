@@ -44,6 +44,8 @@ Variant = Literal['source-only', 'madm', 'oracle', 'adabn', 'madm-target-bn', 'n
 MODALITIES: tuple[str, ...] = ('event', 'depth', 'infrared')
 #: The demo table's rows, in order: baseline, method, upper bound.
 DEMO_VARIANTS: tuple[str, ...] = ('source-only', 'madm', 'oracle')
+#: What ``make demo`` (tools/demo.py) runs and prints, in order.
+DEMO_TABLE_VARIANTS: tuple[str, ...] = ('source-only', 'madm', 'madm-target-bn', 'oracle')
 #: Test-only variants, ``{variant: the variant whose checkpoint it scores}``: no training of
 #: their own, the checkpoint is tested after TargetBNStatisticsHook re-estimates its batch-norm
 #: statistics on the unlabelled target train images. 'adabn' is the source-only model (AdaBN,
@@ -465,6 +467,11 @@ def run_demo(modality: Modality, data_root: str, work_dir: str,
         dict[str, dict]: ``{variant: run_variant() result}``.
     """
     echo = echo or (lambda line: print_log(line, logger='current'))
+    for i, variant in enumerate(variants):  # before minutes of data and prior
+        scored = TEST_ONLY_VARIANTS.get(variant)
+        if scored and scored not in variants[:i]:
+            raise ValueError(f'{variant!r} scores the {scored!r} checkpoint: put {scored!r} '
+                             f'before it in variants (got {tuple(variants)})')
     uses_prior = demo_uses_prior(modality, data_root)
     clock = StageClock({'data': _STAGE_COST['data'],
                         **({'prior': _STAGE_COST['prior']} if uses_prior else {}),
@@ -487,11 +494,6 @@ def run_demo(modality: Modality, data_root: str, work_dir: str,
              f"{prior['scaling_factor']:.3f} ({prior['seconds']:.0f} s)")
         clock.end('prior')
     runs = runs_dir(work_dir, modality, seed, prior_seed)
-    for i, variant in enumerate(variants):
-        scored = TEST_ONLY_VARIANTS.get(variant)
-        if scored and scored not in variants[:i]:
-            raise ValueError(f'{variant!r} scores the {scored!r} checkpoint: put {scored!r} '
-                             f'before it in variants (got {tuple(variants)})')
     results = {}
     for variant in variants:
         config = osp.basename(demo_config(modality, variant))
@@ -501,6 +503,10 @@ def run_demo(modality: Modality, data_root: str, work_dir: str,
             with open(osp.join(scored_run, 'last_checkpoint')) as f:
                 # the file name only: the runs folder may have been moved since
                 checkpoint = osp.join(scored_run, osp.basename(f.read().strip()))
+            if not osp.isfile(checkpoint):
+                raise FileNotFoundError(
+                    f'{variant!r} scores {checkpoint}, which is missing: delete '
+                    f'{scored_run} and run the demo again to retrain it')
         clock.begin(f'{"test" if checkpoint else "train + test"} {VARIANT_NAMES[variant]} '
                     f'({config})')
         results[variant] = run_variant(

@@ -202,15 +202,18 @@ def test_run_demo_with_another_prior_seed_loads_that_prior_in_its_own_runs(
 
 def test_run_demo_scores_adabn_from_the_source_only_checkpoint(tmp_path, monkeypatch):
     calls = {}
+    lose_checkpoint = False
     monkeypatch.setattr(demo_module, 'prepare_demo_data', lambda *a, **k: None)
 
     def fake_variant(modality, variant, data_root, work_dir, seed=0, max_iters=None,
                      cfg_options=(), echo=None, checkpoint=None):
         calls[variant] = checkpoint
         if variant == 'source-only':  # what tools/train.py leaves, in a folder since moved
-            os.makedirs(work_dir)
+            os.makedirs(work_dir, exist_ok=True)
             with open(osp.join(work_dir, 'last_checkpoint'), 'w') as f:
                 f.write('/where/it/trained/iter_200.pth')
+            if not lose_checkpoint:
+                open(osp.join(work_dir, 'iter_200.pth'), 'w').close()
         return dict(mIoU=1.0)
 
     monkeypatch.setattr(demo_module, 'run_variant', fake_variant)
@@ -219,6 +222,14 @@ def test_run_demo_scores_adabn_from_the_source_only_checkpoint(tmp_path, monkeyp
              echo=lambda line: None)
     assert calls == {'source-only': None,
                      'adabn': osp.join(work, 'infrared', 'seed0', 'source-only', 'iter_200.pth')}
+    # a source run whose checkpoint is gone: one clear error, not tools/test.py's log
+    os.remove(osp.join(work, 'infrared', 'seed0', 'source-only', 'iter_200.pth'))
+    lose_checkpoint = True
+    with pytest.raises(FileNotFoundError, match='iter_200.pth, which is missing'):
+        run_demo('infrared', str(tmp_path / 'data'), work, ('source-only', 'adabn'),
+                 echo=lambda line: None)
+    # a wrong order fails before the data stage
+    monkeypatch.setattr(demo_module, 'prepare_demo_data', None)
     for variants in (('adabn',), ('adabn', 'source-only')):
         with pytest.raises(ValueError, match="put 'source-only' before it"):
             run_demo('infrared', str(tmp_path / 'data'), work, variants, echo=lambda line: None)

@@ -1,8 +1,13 @@
+from itertools import islice
+
+from mmengine import dist
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmseg.registry import HOOKS
 from torch.utils.data import DataLoader
+
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from madm.models.utils import recompute_batchnorm_statistics
 
@@ -17,7 +22,8 @@ class TargetBNStatisticsHook(Hook):
     a MADM student (configs/madm/demo_rgb2*_adabn.py, *_madm-target-bn.py). Only
     ``before_test``: during training it would overwrite the statistics the next iterations
     train with. In a distributed test each process averages over its own share of
-    ``dataloader``.
+    ``dataloader`` and the processes then average their statistics, so every process
+    scores with the same ones.
 
     Args:
         dataloader (dict | DataLoader): The target images, built with
@@ -39,16 +45,15 @@ class TargetBNStatisticsHook(Hook):
         if isinstance(loader, dict):
             loader = Runner.build_dataloader(loader, seed=runner.seed)
 
-        def batches():
-            for i, batch in enumerate(loader):
-                if self.max_batches is not None and i >= self.max_batches:
-                    return
-                yield batch
-
         def forward(batch) -> None:
             data = model.data_preprocessor(batch, False)
             model(**data, mode='tensor')
 
-        seen = recompute_batchnorm_statistics(model, batches(), forward)
+        seen = recompute_batchnorm_statistics(model, islice(loader, self.max_batches), forward)
+        if dist.get_world_size() > 1:  # equal shares: the mean of the means is the mean
+            for layer in model.modules():
+                if isinstance(layer, _BatchNorm) and layer.track_running_stats:
+                    dist.all_reduce(layer.running_mean, op='mean')
+                    dist.all_reduce(layer.running_var, op='mean')
         runner.logger.info(f'TargetBNStatisticsHook: BN statistics re-estimated on {seen} '
                            'target batches')

@@ -52,7 +52,11 @@ def test_dropout_stays_off_while_the_statistics_are_gathered():
 
 def test_failures_keep_the_old_statistics():
     model = _model()
+    model.train()
+    model(torch.randn(4, 3, 6, 6))  # statistics that differ from a reset's 0 / 1
+    model.eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert int(model[1].num_batches_tracked) == 1
     with pytest.raises(ValueError, match='no batch'):
         recompute_batchnorm_statistics(model, [], model)
 
