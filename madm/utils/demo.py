@@ -593,10 +593,7 @@ def format_benchmark_section(results: Mapping[str, Mapping[int, Mapping[str, dic
             if variant in means and 'madm' in means:
                 delta = means['madm'] - means[variant]
                 verdict = 'helps' if delta > 0 else 'does not help'
-                # a difference no larger than the seeds' own spread is not an effect
-                spread = max(stds['madm'], stds[variant])
-                within = (', one seed: no spread to judge it against' if len(seeds) == 1 else
-                          ', inside the seed spread' if abs(delta) <= spread else '')
+                within = _spread_remark(delta, max(stds['madm'], stds[variant]), len(seeds))
                 notes.append(f'- {modality}: {component} {verdict} at this scale '
                              f'(MADM {means["madm"]:.1f} vs. {means[variant]:.1f} without it, '
                              f'{delta:+.1f} mIoU{within}).')
@@ -609,6 +606,14 @@ def format_benchmark_section(results: Mapping[str, Mapping[int, Mapping[str, dic
     if notes:
         lines += ['', 'Ablations (MADM minus the ablated run, means over seeds):', '', *notes]
     return '\n'.join(lines) + '\n'
+
+
+def _spread_remark(delta: float, spread: float, num_seeds: int) -> str:
+    """What a difference of means is worth next to the seeds' spread, as a clause."""
+    if num_seeds == 1:
+        return ', one seed: no spread to judge it against'
+    # a difference no larger than the seeds' own spread is not an effect
+    return ', inside the seed spread' if abs(delta) <= spread else ''
 
 
 def _target_bn_note(modality: str, seeds: Mapping[int, Mapping[str, dict]],
@@ -630,9 +635,7 @@ def _target_bn_note(modality: str, seeds: Mapping[int, Mapping[str, dict]],
     note = f'- {modality}: with target BN statistics, ' + ' and '.join(parts)
     if 'adabn' in means and 'madm-target-bn' in means:
         delta = means['madm-target-bn'] - means['adabn']
-        spread = max(stds['madm-target-bn'], stds['adabn'])
-        within = (', one seed: no spread to judge it against' if len(seeds) == 1 else
-                  ', inside the seed spread' if abs(delta) <= spread else '')
+        within = _spread_remark(delta, max(stds['madm-target-bn'], stds['adabn']), len(seeds))
         note += f'; MADM\'s training adds {delta:+.1f} mIoU over AdaBN{within}'
     return note + '.'
 

@@ -7,9 +7,7 @@ from mmengine.runner import Runner
 from mmseg.registry import HOOKS
 from torch.utils.data import DataLoader
 
-from torch.nn.modules.batchnorm import _BatchNorm
-
-from madm.models.utils import recompute_batchnorm_statistics
+from madm.models.utils import batchnorm_layers, recompute_batchnorm_statistics
 
 
 @HOOKS.register_module()
@@ -51,9 +49,8 @@ class TargetBNStatisticsHook(Hook):
 
         seen = recompute_batchnorm_statistics(model, islice(loader, self.max_batches), forward)
         if dist.get_world_size() > 1:  # equal shares: the mean of the means is the mean
-            for layer in model.modules():
-                if isinstance(layer, _BatchNorm) and layer.track_running_stats:
-                    dist.all_reduce(layer.running_mean, op='mean')
-                    dist.all_reduce(layer.running_var, op='mean')
+            for layer in batchnorm_layers(model):
+                dist.all_reduce(layer.running_mean, op='mean')
+                dist.all_reduce(layer.running_var, op='mean')
         runner.logger.info(f'TargetBNStatisticsHook: BN statistics re-estimated on {seen} '
                            'target batches')

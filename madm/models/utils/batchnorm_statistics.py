@@ -12,6 +12,11 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
+def batchnorm_layers(model: nn.Module) -> list[_BatchNorm]:
+    """The BN layers of ``model`` that keep running statistics (those worth re-estimating)."""
+    return [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+
+
 @torch.no_grad()
 def recompute_batchnorm_statistics(model: nn.Module, batches: Iterable,
                                    forward: Callable[[object], object]) -> int:
@@ -35,7 +40,7 @@ def recompute_batchnorm_statistics(model: nn.Module, batches: Iterable,
         ValueError: If ``model`` has no BN layer or ``batches`` is empty. If this or
             ``forward`` raises, the old statistics are kept.
     """
-    layers = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    layers = batchnorm_layers(model)
     if not layers:
         raise ValueError('the model has no batch-norm layer with running statistics to '
                          're-estimate')
