@@ -14,7 +14,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from madm.evaluation import format_markdown_table, write_results_table
-from madm.utils.distributed import setup_cpu_distributed
+from madm.utils.distributed import close_distributed, setup_cpu_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -84,6 +84,8 @@ def main() -> None:
         print(format_markdown_table(metrics, class_names), flush=True)
         if args.out:
             write_results_table(metrics, class_names, args.out)
+    del runner  # its DDP reducer holds the process group
+    close_distributed()
 
 
 if __name__ == '__main__':

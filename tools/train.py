@@ -15,7 +15,7 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
-from madm.utils.distributed import setup_cpu_distributed
+from madm.utils.distributed import close_distributed, setup_cpu_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -73,8 +73,8 @@ def main() -> None:
         cfg.load_from = args.resume
 
     setup_cpu_distributed(cfg)
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    Runner.from_cfg(cfg).train()
+    close_distributed()  # the runner is released: its DDP reducer no longer holds the group
 
 
 if __name__ == '__main__':
