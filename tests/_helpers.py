@@ -1,6 +1,7 @@
 """Helpers shared by the tests (imported as `_helpers`; tests/ is on sys.path)."""
 import os
 import os.path as osp
+import socket
 import subprocess
 import sys
 
@@ -40,3 +41,10 @@ def run_tool(args: list[str], cwd: str = REPO_ROOT, timeout: int = 600,
         pytest.fail(f'{" ".join(args)} exited {proc.returncode}\n--- stdout ---\n'
                     f'{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-6000:]}')
     return proc
+
+
+def free_port() -> int:
+    """A TCP port that is free now on 127.0.0.1 (torchrun's --master_port)."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]

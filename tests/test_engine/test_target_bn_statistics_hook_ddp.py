@@ -2,20 +2,13 @@
 import json
 import os.path as osp
 import re
-import socket
 
 import pytest
 
-from _helpers import REPO_ROOT, run_tool, write_tiny_seg_dataset
+from _helpers import REPO_ROOT, free_port, run_tool, write_tiny_seg_dataset
 
 TINY_MADM = osp.join(REPO_ROOT, 'tests', 'data', 'configs', 'tiny_madm.py')
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def _test_config(path: str, target: str) -> str:
@@ -50,7 +43,7 @@ def test_two_processes_score_like_one_with_averaged_statistics(tmp_path):
     one = run_tool(['tools/test.py', config, checkpoint, '--work-dir', str(tmp_path / 'one'),
                     '--out', str(tmp_path / 'one.json')])
     two = run_tool(['-m', 'torch.distributed.run', '--nproc_per_node=2',
-                    '--master_addr=127.0.0.1', f'--master_port={_free_port()}',
+                    '--master_addr=127.0.0.1', f'--master_port={free_port()}',
                     'tools/test.py', config, checkpoint, '--launcher', 'pytorch',
                     '--work-dir', str(tmp_path / 'two'), '--out', str(tmp_path / 'two.json')],
                    timeout=300)

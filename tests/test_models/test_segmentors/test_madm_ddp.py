@@ -1,21 +1,14 @@
 """MADM under DDP: 2 CPU processes on the gloo backend through torchrun and tools/train.py."""
 import os.path as osp
 import re
-import socket
 
 import pytest
 import torch
 
-from _helpers import REPO_ROOT, run_tool, write_tiny_seg_dataset
+from _helpers import REPO_ROOT, free_port, run_tool, write_tiny_seg_dataset
 
 CONFIG = osp.join(REPO_ROOT, 'tests', 'data', 'configs', 'tiny_madm.py')
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def test_two_iterations_on_two_gloo_processes(tmp_path):
@@ -23,7 +16,7 @@ def test_two_iterations_on_two_gloo_processes(tmp_path):
     target = write_tiny_seg_dataset(str(tmp_path / 'tgt'), seed=1)
     work_dir = str(tmp_path / 'work')
     proc = run_tool(['-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',
-                     f'--master_port={_free_port()}',
+                     f'--master_port={free_port()}',
                      'tools/train.py', CONFIG, '--launcher', 'pytorch', '--work-dir', work_dir,
                      '--cfg-options', 'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
                      'train_dataloader.batch_size=1',
