@@ -84,7 +84,7 @@ def main() -> None:
         print(format_markdown_table(metrics, class_names), flush=True)
         if args.out:
             write_results_table(metrics, class_names, args.out)
-    del runner  # its DDP reducer holds the process group
+    del runner  # close_distributed collects it, with the DDP reducer that holds the group
     close_distributed()
 
 

@@ -73,8 +73,10 @@ def main() -> None:
         cfg.load_from = args.resume
 
     setup_cpu_distributed(cfg)
-    Runner.from_cfg(cfg).train()
-    close_distributed()  # the runner is released: its DDP reducer no longer holds the group
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    del runner  # close_distributed collects it, with the DDP reducer that holds the group
+    close_distributed()
 
 
 if __name__ == '__main__':

@@ -15,7 +15,9 @@ def _test_config(path: str, target: str) -> str:
     """tiny_madm.py tested with the hook on the target's 4 unlabelled train images."""
     with open(path, 'w') as f:
         f.write(f'''_base_ = [{TINY_MADM!r}]
-custom_hooks = [dict(
+# as the shipped *_adabn.py configs: the base's hooks, then this one
+custom_hooks = [dict(type='WeightsOnlyCheckpointHook'), dict(type='RNGStateHook'),
+                dict(type='UDAVisualizationHook', interval=2, tile_size=32), dict(
     type='TargetBNStatisticsHook',
     dataloader=dict(
         batch_size=1, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),
@@ -40,8 +42,9 @@ def test_two_processes_score_like_one_with_averaged_statistics(tmp_path):
     config = _test_config(str(tmp_path / 'tiny_madm_target_bn.py'), target)
     checkpoint = osp.join(train_dir, 'iter_2.pth')
 
+    # torchrun gives each worker one thread; the same here, so both runs compute alike
     one = run_tool(['tools/test.py', config, checkpoint, '--work-dir', str(tmp_path / 'one'),
-                    '--out', str(tmp_path / 'one.json')])
+                    '--out', str(tmp_path / 'one.json')], env={'OMP_NUM_THREADS': '1'})
     two = run_tool(['-m', 'torch.distributed.run', '--nproc_per_node=2',
                     '--master_addr=127.0.0.1', f'--master_port={free_port()}',
                     'tools/test.py', config, checkpoint, '--launcher', 'pytorch',
@@ -49,7 +52,7 @@ def test_two_processes_score_like_one_with_averaged_statistics(tmp_path):
                    timeout=300)
 
     assert re.search(r're-estimated on 4 target batches', one.stdout + one.stderr)
-    # each process re-estimates on its half, then the halves are averaged
+    # rank 0's log (the one mmengine prints): its half, before the halves are averaged
     assert re.search(r're-estimated on 2 target batches', two.stdout + two.stderr)
     with open(tmp_path / 'one.json') as f:
         single = json.load(f)
