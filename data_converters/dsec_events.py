@@ -27,7 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--representation', choices=REPRESENTATIONS, default='edge',
                         help="'edge' = MADM's signed gray frames (default)")
     parser.add_argument('--backend', choices=('numpy', 'tonic'), default='numpy',
-                        help="'tonic' needs the optional GPL-3.0 package: pip install madm[tonic]")
+                        help="'tonic' needs the optional GPL-3.0 package: "
+                        "pip install -e '.[tonic]' in the madm checkout")
     parser.add_argument('--sequential', dest='pipelined', action='store_false',
                         help='run every stage in this thread, one after another, instead of '
                         'decoding the next window in a reader process and writing the '

@@ -37,7 +37,8 @@ class TonicEventRenderer(EventRenderer):
             import tonic  # GPL-3.0: imported only on this code path
         except ImportError as e:
             raise ImportError('The tonic backend needs the optional GPL-3.0 package tonic: '
-                              '`pip install madm[tonic]`, or use --backend numpy.') from e
+                              "`pip install -e '.[tonic]'` in the madm checkout, or use "
+                              '--backend numpy.') from e
         self.tonic = tonic
         self.rectify_map = rectify_map
         self.representation = representation

@@ -264,7 +264,8 @@ def test_missing_sd_folder_names_the_files(tmp_path, monkeypatch):
     init_default_scope('mmseg')
     with pytest.raises(MissingDataError, match='is not a directory') as err:
         MODELS.build(cfg.model)
-    assert 'huggingface-cli download CompVis/stable-diffusion-v1-4' in str(err.value)
+    assert 'hf download CompVis/stable-diffusion-v1-4' in str(err.value)
+    assert 'MADM_SD_PATH' in str(err.value)
 
     # An incomplete folder: the error lists every missing file.
     (tmp_path / 'checkpoints' / 'stable-diffusion-v1-4' / 'unet').mkdir(parents=True)

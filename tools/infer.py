@@ -39,7 +39,8 @@ def parse_args() -> argparse.Namespace:
     windows.add_argument('--window-ms', type=float, default=50.0,
                          help='fixed event window without --timestamps (ms)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config settings, e.g. sd_path=/weights/sd-v1-4')
+                        help='override config settings, e.g. '
+                        'model.backbone.pretrained=/weights/sd-v1-4')
     return parser.parse_args()
 
 

@@ -30,7 +30,8 @@ def parse_args() -> argparse.Namespace:
                         help='enable automatic mixed precision (AmpOptimWrapper)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
-        help='override config settings, e.g. train_cfg.max_iters=100 data_root=/data')
+        help='override config settings, e.g. train_cfg.max_iters=100 '
+        'model.backbone.pretrained=/weights/sd-v1-4')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK.

@@ -249,7 +249,7 @@ def test_madm_alone_has_no_tonic_backend_and_says_where_it_is(monkeypatch):
 
 def test_missing_tonic_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, 'tonic', None)
-    with pytest.raises(ImportError, match=r'pip install madm\[tonic\]'):
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[tonic\]'"):
         TonicEventRenderer(identity_rectify_map(480, 640), 'edge')
 
 

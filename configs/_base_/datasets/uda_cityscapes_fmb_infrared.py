@@ -1,6 +1,9 @@
 # Cityscapes RGB (labelled source) -> FMB infrared (unlabelled target), 9 classes.
-# Sizes and crops follow the reference (method.md §7, §8). Roots: --cfg-options
-# cityscapes_root=... fmb_root=..., or the MADM_DATA_ROOT environment variable.
+# Sizes and crops follow the reference (method.md §7, §8). Roots: the MADM_DATA_ROOT
+# environment variable (the folder holding cityscapes/ and the target's folder). The variables
+# below are copied into the dataloaders when the file is read, so overriding them with
+# --cfg-options has no effect; set the dataloaders' keys instead: train_dataloader.dataset.
+# {source,target}.data_root, val_dataloader.dataset.data_root, test_dataloader.dataset.data_root.
 data_root = '{{$MADM_DATA_ROOT:data}}'
 cityscapes_root = data_root + '/cityscapes'
 fmb_root = data_root + '/FMB'

@@ -1,5 +1,6 @@
 # MADM on Stable Diffusion v1.4 (method.md §2-§7). The SD folder is `sd_path`
-# (--cfg-options sd_path=... or the MADM_SD_PATH environment variable).
+# (the MADM_SD_PATH environment variable, or --cfg-options model.backbone.pretrained=...;
+# overriding `sd_path` itself has no effect, it is copied into the backbone when read).
 sd_path = '{{$MADM_SD_PATH:checkpoints/stable-diffusion-v1-4}}'
 num_classes = 11
 palette = None  # set by the dataset base config (task palette, method.md §8.3)

@@ -25,7 +25,7 @@ current one renders.
 Two backends render the same representations: ``numpy`` (default) accumulates
 events per sensor pixel (one ``np.bincount`` per channel) and splats only the
 sensor pixels that saw events through a precomputed rectification table; ``tonic``
-(optional, GPL-3.0, ``pip install madm[tonic]``; it lives
+(optional, GPL-3.0, ``pip install -e '.[tonic]'``; it lives
 in ``data_converters/tonic_backend.py``, outside the madm package) rounds rectified
 coordinates to pixels and uses tonic's ``ToImage`` / ``ToVoxelGrid``. On integer rectify
 maps the two agree before quantisation. Both read only the event fields their
@@ -395,7 +395,7 @@ def build_renderer(rectify_map: np.ndarray, representation: Representation,
         if backend == 'tonic':
             raise ValueError('The tonic backend (GPL-3.0) is an optional extra outside the madm '
                              'package: run `python data_converters/dsec_events.py --backend tonic` '
-                             '(needs `pip install madm[tonic]`), or import '
+                             "(needs `pip install -e '.[tonic]'` in the checkout), or import "
                              'data_converters/tonic_backend.py first.')
         raise ValueError(f'unknown backend {backend!r}; available: {sorted(RENDERER_BACKENDS)}')
     return RENDERER_BACKENDS[backend](rectify_map, representation)

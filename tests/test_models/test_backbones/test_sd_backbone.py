@@ -239,7 +239,7 @@ def test_empty_prompt_ids_match_sd_tokenizer(sd_folder):
 
 
 def test_missing_folder_and_files(sd_folder, tmp_path):
-    with pytest.raises(MissingDataError, match='huggingface-cli download'):
+    with pytest.raises(MissingDataError, match='hf download'):
         StableDiffusionBackbone(pretrained=str(tmp_path / 'nowhere'))
     broken = str(tmp_path / 'sd')
     shutil.copytree(sd_folder, broken)
