@@ -37,8 +37,8 @@ _SD_HOW_TO_GET = (
     'access run `hf download CompVis/stable-diffusion-v1-4 --local-dir <dir>` (huggingface_hub\'s '
     'CLI; after accepting the model licence on huggingface.co), copy <dir> here and pass it as '
     '`pretrained=<dir>`; the configs read it from the MADM_SD_PATH environment variable or '
-    '`--cfg-options model.backbone.pretrained=<dir>`. For random weights without any download use `preset=\'sd14\'` or '
-    '`preset=\'tiny\'`. The CPU event and depth demos (configs/madm/demo_rgb2{event,depth}*.py) '
+    '`--cfg-options model.backbone.pretrained=<dir>`. For random weights without any download '
+    'use `preset=\'sd14\'` or `preset=\'tiny\'`. The CPU event and depth demos (configs/madm/demo_rgb2{event,depth}*.py) '
     'load a tiny SD from <demo data>/<modality>/tiny-sd, which '
     '`python tools/demo.py --modality <modality>` pretrains.')
 
