@@ -59,9 +59,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "default: the config's")
     parser.add_argument('--compile-head', action='store_true',
                         help='torch.compile the student and teacher decode heads')
+    parser.add_argument('--compile-mode', default='default',
+                        choices=('default', 'reduce-overhead', 'max-autotune-no-cudagraphs'),
+                        help="torch.compile mode of --compile and --compile-head "
+                             "('reduce-overhead': CUDA graphs)")
     parser.add_argument('--fused-adamw', action='store_true', help='AdamW(fused=True)')
     parser.add_argument('--channels-last', action='store_true',
                         help='UNet and VAE in channels-last memory format')
+    parser.add_argument('--group-norm-autocast', action='store_true',
+                        help="the UNet's and VAE's GroupNorms in the autocast dtype "
+                             '(backbone group_norm_precision=autocast) instead of float32')
     parser.add_argument('--cudnn-benchmark', action='store_true',
                         help='torch.backends.cudnn.benchmark (autotuned convolutions)')
     parser.add_argument('--check-fp32', action='store_true',
@@ -104,9 +111,10 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
         gradient_checkpointing=args.grad_checkpointing, attention=args.attention,
         vae_dtype=args.vae_dtype, fusion_stride=args.fusion_stride, compile=args.compile,
         head_with_cp=args.head_with_cp, head_resize=args.head_resize,
-        compile_head=args.compile_head,
+        compile_head=args.compile_head, compile_mode=args.compile_mode,
         fused_adamw=args.fused_adamw, channels_last=args.channels_last,
-        cudnn_benchmark=args.cudnn_benchmark, seed=args.seed)
+        group_norm_autocast=args.group_norm_autocast, cudnn_benchmark=args.cudnn_benchmark,
+        seed=args.seed)
     sizes = tuple(tuple(int(v) for v in hw.lower().split('x')) for hw in args.inference_sizes)
     if args.sweep:
         def save(results: list[dict]) -> None:

@@ -99,6 +99,10 @@ class BenchmarkSettings:
         fusion_stride (int | None): DAFormer fusion at 1/s of the image instead of at s0's full
             resolution (method.md §11.14); None keeps the reference. Defaults to None.
         compile (bool): ``torch.compile`` the UNet in place. Defaults to False.
+        compile_mode (Literal['default', 'reduce-overhead', 'max-autotune-no-cudagraphs']):
+            ``torch.compile``'s mode for ``compile`` and ``compile_head``;
+            ``'reduce-overhead'`` replays the compiled graphs as CUDA graphs, which removes
+            the host's kernel launches from the step. Defaults to 'default'.
         head_with_cp (bool): The head's ``with_cp``: recompute its fusion in backward.
             Defaults to False.
         head_resize (Literal['interpolate', 'matmul'] | None): The head's ``resize_impl``: how
@@ -108,6 +112,9 @@ class BenchmarkSettings:
             in place. Defaults to False.
         fused_adamw (bool): ``AdamW(fused=True)``. Defaults to False.
         channels_last (bool): UNet and VAE in channels-last memory format. Defaults to False.
+        group_norm_autocast (bool): The UNet's and the VAE's GroupNorms normalise in the
+            autocast dtype (the backbone's ``group_norm_precision='autocast'``) instead of
+            float32. Defaults to False.
         cudnn_benchmark (bool): ``torch.backends.cudnn.benchmark`` (autotuned convolution
             algorithms; the Runner's ``env_cfg.cudnn_benchmark``). Defaults to False.
         seed (int): Seed of the weights and of the synthetic batch. Defaults to 0.
@@ -125,11 +132,13 @@ class BenchmarkSettings:
     vae_dtype: Literal['float32', 'float16', 'bfloat16'] | None = None
     fusion_stride: int | None = None
     compile: bool = False
+    compile_mode: Literal['default', 'reduce-overhead', 'max-autotune-no-cudagraphs'] = 'default'
     head_with_cp: bool = False
     head_resize: Literal['interpolate', 'matmul'] | None = None
     compile_head: bool = False
     fused_adamw: bool = False
     channels_last: bool = False
+    group_norm_autocast: bool = False
     cudnn_benchmark: bool = False
     seed: int = 0
 
@@ -235,6 +244,8 @@ def benchmark_model_cfg(cfg: Config, settings: BenchmarkSettings, *,
                                             else gradient_checkpointing))
     if settings.vae_dtype is not None:
         backbone.vae_dtype = settings.vae_dtype
+    if settings.group_norm_autocast:
+        backbone.group_norm_precision = 'autocast'
 
     # The neck's inputs follow the preset's channels; read them from a parameter-free build.
     with meta_parameters():
@@ -764,10 +775,10 @@ def _run_benchmark(cfg: Config, settings: BenchmarkSettings, device: torch.devic
     # graph; with dynamic shapes the sd14 UNet's recompilation ran past 220 s on an H100.
     if settings.compile:
         # In place, so the backbone's forward hooks still find the UNet's named submodules.
-        model.backbone.unet.compile(dynamic=False)
+        model.backbone.unet.compile(dynamic=False, mode=settings.compile_mode)
     if settings.compile_head:
         for head in decode_heads(model):
-            head.compile(dynamic=False)
+            head.compile(dynamic=False, mode=settings.compile_mode)
     optim_wrapper = build_benchmark_optim_wrapper(model, cfg, settings)
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
@@ -820,6 +831,8 @@ def format_markdown(result: BenchmarkResult) -> str:
          f"{s['compile']} / {s['fused_adamw']}"),
         ('head checkpointing / head resize / compile head',
          f"{s['head_with_cp']} / {s['head_resize'] or 'config'} / {s['compile_head']}"),
+        ('GroupNorm in autocast dtype / compile mode / channels-last',
+         f"{s['group_norm_autocast']} / {s['compile_mode']} / {s['channels_last']}"),
         ('trainable parameters', f'{result.params_trainable / 1e6:.2f} M'),
         ('s/iter (median)', f'{result.sec_per_iter:.4f}'),
         ('it/s', f'{result.iter_per_sec:.3f}'),
@@ -847,6 +860,8 @@ def format_markdown(result: BenchmarkResult) -> str:
 #: reference precision. Compilation is last: its warm-up is the longest and least predictable.
 ALL_LEVERS = dict(gradient_checkpointing=True, vae_dtype='bfloat16', fusion_stride=4,
                   fused_adamw=True)
+#: The fastest eager setting at the reference fusion (fifth session, H100: 0.914 s/iter).
+FAST_EAGER = dict(amp='bf16', head_resize='matmul', vae_dtype='bfloat16', fused_adamw=True)
 LEVER_SWEEP: tuple[tuple[str, dict], ...] = (
     ('bf16 (baseline)', dict(amp='bf16')),
     ('bf16 + all levers but compile', dict(amp='bf16', **ALL_LEVERS)),
@@ -884,14 +899,34 @@ LEVER_SWEEP: tuple[tuple[str, dict], ...] = (
     ('bf16 + fusion stride 4 + VAE in bf16 + fused AdamW + compile (UNet and head)',
      dict(amp='bf16', fusion_stride=4, vae_dtype='bfloat16', fused_adamw=True,
           compile=True, compile_head=True)),
+    # Not yet measured on a GPU (ninth-session profile: float32 GroupNorm and dtype casts were
+    # 24-37 % of the GPU time; the host left the GPU idle for ~27 % of the stride-4 step).
+    ('bf16 + GroupNorm in bf16 + matmul resize + VAE in bf16 + fused AdamW',
+     dict(FAST_EAGER, group_norm_autocast=True)),
+    ('bf16 + fusion stride 4 + matmul resize + VAE in bf16 + fused AdamW',
+     dict(FAST_EAGER, fusion_stride=4)),
+    ('bf16 + fusion stride 4 + GroupNorm in bf16 + matmul resize + VAE in bf16 + fused AdamW',
+     dict(FAST_EAGER, fusion_stride=4, group_norm_autocast=True)),
+    ('bf16 + fusion stride 4 + matmul resize + VAE in bf16 + fused AdamW + compile '
+     '(UNet and head)', dict(FAST_EAGER, fusion_stride=4, compile=True, compile_head=True)),
+    ('bf16 + fusion stride 4 + GroupNorm in bf16 + matmul resize + VAE in bf16 + fused AdamW '
+     '+ compile (UNet and head)',
+     dict(FAST_EAGER, fusion_stride=4, group_norm_autocast=True, compile=True,
+          compile_head=True)),
+    ('bf16 + fusion stride 4 + GroupNorm in bf16 + matmul resize + VAE in bf16 + fused AdamW '
+     '+ compile with CUDA graphs (UNet and head)',
+     dict(FAST_EAGER, fusion_stride=4, group_norm_autocast=True, compile=True,
+          compile_head=True, compile_mode='reduce-overhead')),
 )
 #: Variants whose loss terms are compared with fp32, and those timed at inference too.
 SWEEP_CHECK_FP32 = ('bf16 (baseline)', 'bf16 + all levers but compile', 'fp16 + GradScaler',
                     'bf16 + head checkpointing + VAE in bf16 + fused AdamW',
-                    'bf16 + matmul resize + VAE in bf16 + fused AdamW')
+                    'bf16 + matmul resize + VAE in bf16 + fused AdamW',
+                    'bf16 + GroupNorm in bf16 + matmul resize + VAE in bf16 + fused AdamW')
 SWEEP_INFERENCE = ('bf16 (baseline)', 'bf16 + all levers but compile', 'fp32',
                    'bf16 + compile', 'bf16 + VAE in bf16 + fused AdamW',
-                   'bf16 + matmul resize + VAE in bf16 + fused AdamW')
+                   'bf16 + matmul resize + VAE in bf16 + fused AdamW',
+                   'bf16 + GroupNorm in bf16 + matmul resize + VAE in bf16 + fused AdamW')
 
 
 def _release_memory(device: torch.device) -> None:

@@ -38,12 +38,14 @@ def test_cli_tiny_cpu_end_to_end(tmp_path, capsys):
     result = benchmark_tool.main([
         EVENT_CONFIG, '--preset', 'tiny', '--device', 'cpu', '--batch', '2', '--size', '64', '64',
         '--iters', '2', '--warmup', '1', '--amp', 'bf16', '--fusion-stride', '4',
-        '--check-fp32', '--inference-sizes', '64x128', '--out', str(out)])
+        '--group-norm-autocast', '--check-fp32', '--inference-sizes', '64x128',
+        '--out', str(out)])
     printed = capsys.readouterr().out
     with open(out) as f:
         saved = json.load(f)
     assert saved == json.loads(json.dumps(result))
     assert saved['settings']['size'] == [64, 64] and saved['settings']['fusion_stride'] == 4
+    assert saved['settings']['group_norm_autocast'] is True
     assert saved['flops_per_iter'] > 1e8
     assert len(saved['iter_times']) == 2 and all(t > 0 for t in saved['iter_times'])
     assert saved['sec_per_iter'] == pytest.approx(sum(saved['iter_times']) / 2)  # median of 2
@@ -96,8 +98,11 @@ def test_meta_count_equals_count_of_a_real_step():
 def test_model_cfg_substitutes_preset_and_levers():
     cfg = event_cfg()
     model_cfg = benchmark_model_cfg(cfg, tiny_settings(fusion_stride=4, attention='math',
-                                                       vae_dtype='bfloat16'))
+                                                       vae_dtype='bfloat16',
+                                                       group_norm_autocast=True))
     assert 'pretrained' not in model_cfg.backbone and model_cfg.backbone.preset == 'tiny'
+    assert model_cfg.backbone.group_norm_precision == 'autocast'
+    assert 'group_norm_precision' not in benchmark_model_cfg(cfg, tiny_settings()).backbone
     assert model_cfg.backbone.attention == 'math' and model_cfg.backbone.vae_dtype == 'bfloat16'
     # tiny taps 11/8/5 have 32/64/64 channels, plus the 3-channel s0 (sd14: 320/640/1280).
     assert model_cfg.neck.in_channels == [3, 32, 64, 64]
@@ -177,7 +182,8 @@ def test_default_sweep_names_are_unique_and_cover_every_lever():
     toggled = {key for _, overrides in LEVER_SWEEP for key in overrides}
     assert toggled == {'amp', 'attention', 'gradient_checkpointing', 'vae_dtype',
                        'fusion_stride', 'fused_adamw', 'compile', 'cudnn_benchmark',
-                       'channels_last', 'head_with_cp', 'head_resize', 'compile_head'}
+                       'channels_last', 'head_with_cp', 'head_resize', 'compile_head',
+                       'group_norm_autocast', 'compile_mode'}
     assert set(toggled) <= {f.name for f in dataclasses.fields(BenchmarkSettings)}
 
 

@@ -15,6 +15,7 @@ from mmseg.registry import MODELS
 from mmseg.utils import OptConfigType
 from torch import Tensor
 
+from madm.models.utils import use_autocast_group_norm
 from madm.utils import MissingDataError, require_files
 from .prompt_time_conditioning import PromptTimeConditioning
 from .sd_presets import CLIP_VOCAB_SIZE, SDPreset, build_preset_components
@@ -223,6 +224,13 @@ class StableDiffusionBackbone(BaseModule):
             Defaults to 'float32'.
         channels_last (bool): Put UNet and VAE in channels-last memory format.
             Defaults to False.
+        group_norm_precision (Literal['float32', 'autocast']): Precision of the UNet's and
+            the VAE's GroupNorms under autocast. ``'float32'`` is autocast's own rule on CUDA
+            (inputs cast up, float32 output) and the reference's; ``'autocast'`` normalises
+            in the autocast dtype with float32 statistics
+            (:class:`~madm.models.utils.AutocastGroupNorm`), which saves the casts and half
+            the norms' memory traffic (issue 8; not in MADM). Same weights and checkpoints
+            either way. Defaults to 'float32'.
         init_cfg (dict | None): mmengine init config; the SD weights and the conditioning
             initialise themselves, so leave it None. Defaults to None.
     """
@@ -241,6 +249,7 @@ class StableDiffusionBackbone(BaseModule):
                  attention: Literal['sdpa', 'math'] = 'sdpa',
                  vae_dtype: Literal['float32', 'float16', 'bfloat16'] = 'float32',
                  channels_last: bool = False,
+                 group_norm_precision: Literal['float32', 'autocast'] = 'float32',
                  init_cfg: OptConfigType = None) -> None:
         super().__init__(init_cfg)
         if (pretrained is None) == (preset is None):
@@ -273,7 +282,8 @@ class StableDiffusionBackbone(BaseModule):
 
         self._setup_taps(tuple(tap_layers))
         self._setup_trainable(trainable, lora_rank, lora_alpha)
-        self._setup_speed(gradient_checkpointing, attention, channels_last)
+        self._setup_speed(gradient_checkpointing, attention, channels_last,
+                          group_norm_precision)
         if self._vae_dtype != torch.float32:
             self.vae.to(self._vae_dtype)
         self.vae.eval()
@@ -373,10 +383,16 @@ class StableDiffusionBackbone(BaseModule):
             module.requires_grad_(False)
 
     def _setup_speed(self, gradient_checkpointing: bool, attention: str,
-                     channels_last: bool) -> None:
+                     channels_last: bool, group_norm_precision: str) -> None:
         from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
         if attention not in ('sdpa', 'math'):
             raise ValueError(f"attention must be 'sdpa' or 'math', got {attention!r}.")
+        if group_norm_precision not in ('float32', 'autocast'):
+            raise ValueError("group_norm_precision must be 'float32' or 'autocast', got "
+                             f'{group_norm_precision!r}.')
+        if group_norm_precision == 'autocast':
+            use_autocast_group_norm(self.unet)
+            use_autocast_group_norm(self.vae)
         processor = AttnProcessor2_0 if attention == 'sdpa' else AttnProcessor
         self.unet.set_attn_processor(processor())
         self.vae.set_attn_processor(processor())

@@ -46,8 +46,10 @@ def ema_update_(teacher: nn.Module, student: nn.Module, alpha: float) -> None:
         raise ValueError('ema_update_ needs teacher and student with the same parameter names; '
                          f'only in teacher: {only_t[:5]}, only in student: {only_s[:5]}. '
                          'Build the teacher as a deepcopy of the student.')
-    for name, t_param in teacher_params.items():
-        if not t_param.dtype.is_floating_point:
-            continue
-        # lerp_(s, w) computes t + w·(s − t) = (1 − w)·t + w·s, i.e. keep-rate α with w = 1 − α.
-        t_param.lerp_(student_params[name].to(t_param.dtype), 1.0 - alpha)
+    names = [name for name, t in teacher_params.items() if t.dtype.is_floating_point]
+    targets = [teacher_params[name] for name in names]
+    sources = [student_params[name].to(teacher_params[name].dtype) for name in names]
+    # lerp(s, w) computes t + w·(s − t) = (1 − w)·t + w·s, i.e. keep-rate α with w = 1 − α.
+    # One multi-tensor launch per dtype and device instead of one per parameter: an SD-1.4
+    # MADM has over a thousand parameter tensors.
+    torch._foreach_lerp_(targets, sources, 1.0 - alpha)

@@ -53,6 +53,20 @@ def test_ema_update_matches_hand_loop_and_skips_buffers_and_ints():
     assert torch.equal(teacher.bn.running_mean, teacher_bn_mean)  # buffers untouched
 
 
+def test_ema_update_equals_per_parameter_lerp_bit_for_bit():
+    torch.manual_seed(0)
+    student = nn.Sequential(nn.Linear(5, 7), nn.Linear(7, 3).to(torch.bfloat16))
+    teacher = copy.deepcopy(student)
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.normal_()
+    expected = [t.detach().lerp(s.detach(), 1.0 - 0.999)
+                for t, s in zip(teacher.parameters(), student.parameters())]
+    ema_update_(teacher, student, alpha=0.999)
+    for t, e in zip(teacher.parameters(), expected):
+        assert t.dtype == e.dtype and torch.equal(t, e)
+
+
 def test_ema_update_scalar_values():
     teacher, student = nn.Linear(1, 1, bias=False), nn.Linear(1, 1, bias=False)
     with torch.no_grad():
