@@ -1,6 +1,6 @@
 """Synthetic adaptation benchmark: the demo for every modality and seed, plus ablations.
 
-    python tools/benchmark_synthetic.py                          # 3 modalities x 3 seeds
+    python tools/benchmark_synthetic.py                          # 3 modalities x 5 seeds
     python tools/benchmark_synthetic.py --modalities event depth --seeds 0 --skip-ablations
 
 Runs tools/demo.py's variants (source-only, MADM, oracle, and MADM without DPLG /
@@ -36,7 +36,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--modalities', nargs='+', choices=MODALITIES, default=list(MODALITIES))
-    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument('--skip-ablations', action='store_true',
                         help='run source-only, MADM, oracle and the target-BN tests only')
     parser.add_argument('--shared-prior', action='store_true',
