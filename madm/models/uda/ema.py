@@ -50,6 +50,6 @@ def ema_update_(teacher: nn.Module, student: nn.Module, alpha: float) -> None:
     targets = [teacher_params[name] for name in names]
     sources = [student_params[name].to(teacher_params[name].dtype) for name in names]
     # lerp(s, w) computes t + w·(s − t) = (1 − w)·t + w·s, i.e. keep-rate α with w = 1 − α.
-    # One multi-tensor launch per dtype and device instead of one per parameter: an SD-1.4
-    # MADM has over a thousand parameter tensors.
+    # One multi-tensor launch per dtype and device instead of one per parameter: with
+    # teacher_scope='full' an SD-1.4 teacher has over a thousand parameter tensors.
     torch._foreach_lerp_(targets, sources, 1.0 - alpha)
