@@ -66,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--fused-adamw', action='store_true', help='AdamW(fused=True)')
     parser.add_argument('--channels-last', action='store_true',
                         help='UNet and VAE in channels-last memory format')
+    parser.add_argument('--non-blocking-input', action='store_true',
+                        help='pinned batch, copied with non_blocking=True (CUDA)')
     parser.add_argument('--group-norm-autocast', action='store_true',
                         help="the UNet's and VAE's GroupNorms in the autocast dtype "
                              '(backbone group_norm_precision=autocast) instead of float32')
@@ -113,8 +115,8 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
         head_with_cp=args.head_with_cp, head_resize=args.head_resize,
         compile_head=args.compile_head, compile_mode=args.compile_mode,
         fused_adamw=args.fused_adamw, channels_last=args.channels_last,
-        group_norm_autocast=args.group_norm_autocast, cudnn_benchmark=args.cudnn_benchmark,
-        seed=args.seed)
+        group_norm_autocast=args.group_norm_autocast, non_blocking_input=args.non_blocking_input,
+        cudnn_benchmark=args.cudnn_benchmark, seed=args.seed)
     sizes = tuple(tuple(int(v) for v in hw.lower().split('x')) for hw in args.inference_sizes)
     if args.sweep:
         def save(results: list[dict]) -> None:

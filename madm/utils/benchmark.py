@@ -115,6 +115,9 @@ class BenchmarkSettings:
         group_norm_autocast (bool): The UNet's and the VAE's GroupNorms normalise in the
             autocast dtype (the backbone's ``group_norm_precision='autocast'``) instead of
             float32. Defaults to False.
+        non_blocking_input (bool): On CUDA, the batch sits in pinned memory and the data
+            preprocessor copies it with ``non_blocking=True`` (its ``non_blocking``; in
+            training also set ``train_dataloader.pin_memory=True``). Defaults to False.
         cudnn_benchmark (bool): ``torch.backends.cudnn.benchmark`` (autotuned convolution
             algorithms; the Runner's ``env_cfg.cudnn_benchmark``). Defaults to False.
         seed (int): Seed of the weights and of the synthetic batch. Defaults to 0.
@@ -139,6 +142,7 @@ class BenchmarkSettings:
     fused_adamw: bool = False
     channels_last: bool = False
     group_norm_autocast: bool = False
+    non_blocking_input: bool = False
     cudnn_benchmark: bool = False
     seed: int = 0
 
@@ -246,6 +250,8 @@ def benchmark_model_cfg(cfg: Config, settings: BenchmarkSettings, *,
         backbone.vae_dtype = settings.vae_dtype
     if settings.group_norm_autocast:
         backbone.group_norm_precision = 'autocast'
+    if settings.non_blocking_input:
+        model_cfg.data_preprocessor.non_blocking = True
 
     # The neck's inputs follow the preset's channels; read them from a parameter-free build.
     with meta_parameters():
@@ -353,6 +359,22 @@ def synthetic_batch(batch_size: int, size: tuple[int, int], num_classes: int,
         targets.append(SegDataSample(metainfo=dict(meta)))
     return dict(source=dict(inputs=images(), data_samples=sources),
                 target=dict(inputs=images(), data_samples=targets))
+
+
+def pin_batch(batch: dict) -> dict:
+    """The batch of :func:`synthetic_batch` with its tensors in pinned memory, as a
+    ``DataLoader(pin_memory=True)`` hands it over (needs a CUDA device)."""
+    pinned = {}
+    for branch, part in batch.items():
+        samples = []
+        for sample in part['data_samples']:
+            sample = sample.clone()
+            if 'gt_sem_seg' in sample:
+                sample.gt_sem_seg = PixelData(data=sample.gt_sem_seg.data.pin_memory())
+            samples.append(sample)
+        pinned[branch] = dict(inputs=[img.pin_memory() for img in part['inputs']],
+                              data_samples=samples)
+    return pinned
 
 
 # --------------------------------------------------------------------------- optimiser
@@ -769,6 +791,8 @@ def _run_benchmark(cfg: Config, settings: BenchmarkSettings, device: torch.devic
 
     model = build_benchmark_model(cfg, settings)
     batch = synthetic_batch(settings.batch_size, settings.size, model.num_classes, settings.seed)
+    if settings.non_blocking_input and device.type == 'cuda':
+        batch = pin_batch(batch)
     fp32_check = compare_precision(model, batch, settings.amp, settings.seed) if (
         check_fp32 and settings.amp != 'none') else None
     # Static shapes: a second input size (inference at DSEC's 448x640) then compiles its own
@@ -831,8 +855,9 @@ def format_markdown(result: BenchmarkResult) -> str:
          f"{s['compile']} / {s['fused_adamw']}"),
         ('head checkpointing / head resize / compile head',
          f"{s['head_with_cp']} / {s['head_resize'] or 'config'} / {s['compile_head']}"),
-        ('GroupNorm in autocast dtype / compile mode / channels-last',
-         f"{s['group_norm_autocast']} / {s['compile_mode']} / {s['channels_last']}"),
+        ('GroupNorm in autocast dtype / compile mode / channels-last / non-blocking input',
+         f"{s['group_norm_autocast']} / {s['compile_mode']} / {s['channels_last']} / "
+         f"{s['non_blocking_input']}"),
         ('trainable parameters', f'{result.params_trainable / 1e6:.2f} M'),
         ('s/iter (median)', f'{result.sec_per_iter:.4f}'),
         ('it/s', f'{result.iter_per_sec:.3f}'),
@@ -899,8 +924,9 @@ LEVER_SWEEP: tuple[tuple[str, dict], ...] = (
     ('bf16 + fusion stride 4 + VAE in bf16 + fused AdamW + compile (UNet and head)',
      dict(amp='bf16', fusion_stride=4, vae_dtype='bfloat16', fused_adamw=True,
           compile=True, compile_head=True)),
-    # Not yet measured on a GPU (ninth-session profile: float32 GroupNorm and dtype casts were
-    # 24-37 % of the GPU time; the host left the GPU idle for ~27 % of the stride-4 step).
+    # Not yet measured on a GPU (fifth-session profile: float32 GroupNorm and dtype casts were
+    # 24-37 % of the GPU time; the host left the GPU idle for ~27 % of the stride-4 step; 10
+    # of the 25 host syncs counted on the H200 were the data preprocessor's blocking copies).
     ('bf16 + GroupNorm in bf16 + matmul resize + VAE in bf16 + fused AdamW',
      dict(FAST_EAGER, group_norm_autocast=True)),
     ('bf16 + fusion stride 4 + matmul resize + VAE in bf16 + fused AdamW',
@@ -909,6 +935,9 @@ LEVER_SWEEP: tuple[tuple[str, dict], ...] = (
      dict(FAST_EAGER, fusion_stride=4, group_norm_autocast=True)),
     ('bf16 + fusion stride 4 + matmul resize + VAE in bf16 + fused AdamW + compile '
      '(UNet and head)', dict(FAST_EAGER, fusion_stride=4, compile=True, compile_head=True)),
+    ('bf16 + fusion stride 4 + GroupNorm in bf16 + non-blocking input + matmul resize + VAE in '
+     'bf16 + fused AdamW',
+     dict(FAST_EAGER, fusion_stride=4, group_norm_autocast=True, non_blocking_input=True)),
     ('bf16 + fusion stride 4 + GroupNorm in bf16 + matmul resize + VAE in bf16 + fused AdamW '
      '+ compile (UNet and head)',
      dict(FAST_EAGER, fusion_stride=4, group_norm_autocast=True, compile=True,

@@ -13,8 +13,8 @@ from madm.utils.benchmark import (ALL_LEVERS, LEVER_SWEEP, SWEEP_CHECK_FP32, SWE
                                   BenchmarkSettings, benchmark_model_cfg, build_benchmark_model,
                                   build_benchmark_optim_wrapper, compare_precision,
                                   count_flops_on_meta, count_train_step_flops,
-                                  format_sweep_markdown, peak_tflops_of, profile_train_step,
-                                  run_lever_sweep, synthetic_batch)
+                                  format_sweep_markdown, peak_tflops_of, pin_batch,
+                                  profile_train_step, run_lever_sweep, synthetic_batch)
 
 sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
 import benchmark as benchmark_tool  # noqa: E402
@@ -102,6 +102,8 @@ def test_model_cfg_substitutes_preset_and_levers():
                                                        group_norm_autocast=True))
     assert 'pretrained' not in model_cfg.backbone and model_cfg.backbone.preset == 'tiny'
     assert model_cfg.backbone.group_norm_precision == 'autocast'
+    assert benchmark_model_cfg(cfg, tiny_settings(non_blocking_input=True)
+                               ).data_preprocessor.non_blocking is True
     assert 'group_norm_precision' not in benchmark_model_cfg(cfg, tiny_settings()).backbone
     assert model_cfg.backbone.attention == 'math' and model_cfg.backbone.vae_dtype == 'bfloat16'
     # tiny taps 11/8/5 have 32/64/64 channels, plus the 3-channel s0 (sd14: 320/640/1280).
@@ -125,6 +127,29 @@ def test_compare_precision_restores_state_and_rng():
     assert same and all(v['rel_diff'] == 0.0 for v in same.values())
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_pin_batch_pins_every_image_and_label_and_leaves_the_batch(monkeypatch):
+    pinned_ids = set()
+
+    def fake_pin(self):  # pinning needs a CUDA device; record the call instead
+        copy = self.clone()
+        pinned_ids.add(id(copy))
+        return copy
+
+    monkeypatch.setattr(torch.Tensor, 'pin_memory', fake_pin)
+    batch = synthetic_batch(2, SIZE, 3)
+    pinned = pin_batch(batch)
+    for branch in ('source', 'target'):
+        for img, original in zip(pinned[branch]['inputs'], batch[branch]['inputs']):
+            assert id(img) in pinned_ids and torch.equal(img, original)
+        assert len(pinned[branch]['data_samples']) == 2
+    for sample, original in zip(pinned['source']['data_samples'],
+                                batch['source']['data_samples']):
+        assert id(sample.gt_sem_seg.data) in pinned_ids
+        assert torch.equal(sample.gt_sem_seg.data, original.gt_sem_seg.data)
+        assert sample.metainfo == original.metainfo
+        assert id(original.gt_sem_seg.data) not in pinned_ids  # the input batch is untouched
 
 
 def test_synthetic_batch_has_region_labels():
@@ -183,7 +208,7 @@ def test_default_sweep_names_are_unique_and_cover_every_lever():
     assert toggled == {'amp', 'attention', 'gradient_checkpointing', 'vae_dtype',
                        'fusion_stride', 'fused_adamw', 'compile', 'cudnn_benchmark',
                        'channels_last', 'head_with_cp', 'head_resize', 'compile_head',
-                       'group_norm_autocast', 'compile_mode'}
+                       'group_norm_autocast', 'compile_mode', 'non_blocking_input'}
     assert set(toggled) <= {f.name for f in dataclasses.fields(BenchmarkSettings)}
 
 

@@ -29,10 +29,19 @@ class UDASegDataPreProcessor(SegDataPreProcessor):
     ``size_divisor`` (mmseg's ``stack_batch`` requires one).
 
     Args:
+        non_blocking (bool): Copy batches to the device with ``non_blocking=True``
+            (mmengine's ``BaseDataPreprocessor`` option, which ``SegDataPreProcessor``
+            does not pass on). A host-to-GPU copy then no longer waits for the GPU to finish
+            the previous step's work; with the dataloader's ``pin_memory=True`` the copy also
+            overlaps it. Same values either way. Defaults to False.
         **kwargs: Forwarded to :class:`SegDataPreProcessor` (``mean``, ``std``,
             ``size``, ``size_divisor``, ``pad_val``, ``seg_pad_val``,
             ``bgr_to_rgb``, ``rgb_to_bgr``, ``batch_augments``, ``test_cfg``).
     """
+
+    def __init__(self, non_blocking: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._non_blocking = non_blocking
 
     def forward(self, data: dict, training: bool = False) -> dict[str, Any]:
         """Preprocess a UDA batch branch by branch, or any other batch as the parent does.

@@ -61,3 +61,24 @@ def test_training_uda_batch_needs_a_size():
     # Not training: images are only stacked, no size needed.
     out = pre(dict(source=_branch(True, 0), target=_branch(False, 1)), training=False)
     assert out['inputs']['target'].shape == (2, 3, 4, 4)
+
+
+def test_non_blocking_reaches_every_copy_and_keeps_the_values(monkeypatch):
+    blocking = MODELS.build(dict(type='UDASegDataPreProcessor', **CFG))
+    expected = blocking(dict(source=_branch(True, 0), target=_branch(False, 10)), training=True)
+    flags = []
+    to = torch.Tensor.to
+
+    def spy(self, *args, **kwargs):
+        flags.append(kwargs.get('non_blocking'))
+        return to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, 'to', spy)
+    pre = MODELS.build(dict(type='UDASegDataPreProcessor', non_blocking=True, **CFG))
+    out = pre(dict(source=_branch(True, 0), target=_branch(False, 10)), training=True)
+    # 2 images per branch and the 2 source labels; SegDataPreProcessor alone would pass False.
+    assert flags.count(True) >= 6 and False not in flags
+    for branch in ('source', 'target'):
+        assert torch.equal(out['inputs'][branch], expected['inputs'][branch])
+    assert torch.equal(out['data_samples']['source'][0].gt_sem_seg.data,
+                       expected['data_samples']['source'][0].gt_sem_seg.data)
