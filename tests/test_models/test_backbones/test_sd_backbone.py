@@ -240,6 +240,34 @@ def test_group_norm_in_autocast_dtype(backbone):
         StableDiffusionBackbone(preset='tiny', group_norm_precision='bf16')
 
 
+@pytest.mark.slow
+def test_unet_compiles_to_one_graph_per_grad_mode():
+    """torch.compile of the UNet (issue 8) traces the per-call hooks without a graph break and
+    reuses its graphs across timesteps, conditionings and autocast-dtype norms."""
+    import copy
+
+    from torch._dynamo.utils import counters
+    torch.manual_seed(SEED)
+    bb = StableDiffusionBackbone(preset='tiny', group_norm_precision='autocast').train()
+    teacher_conditioning = copy.deepcopy(bb.conditioning)
+    torch._dynamo.reset()
+    counters.clear()
+    bb.unet.compile(dynamic=False, backend='eager')
+    img = _img(n=2)
+    try:
+        for step in range(3):
+            with torch.autocast('cpu', dtype=torch.bfloat16):
+                student = bb.extract(img)
+                with torch.no_grad():
+                    bb.extract(img, torch.full((2, ), 100 + step),
+                               conditioning=teacher_conditioning)
+            student.features[1].float().sum().backward()
+        assert not counters['graph_break']
+        assert counters['stats']['unique_graphs'] == 2  # with and without grad
+    finally:
+        torch._dynamo.reset()
+
+
 def test_pretrained_round_trip(backbone, sd_folder):
     loaded = StableDiffusionBackbone(pretrained=sd_folder).eval()
     assert loaded.scaling_factor == pytest.approx(0.18215)
