@@ -129,6 +129,31 @@ def test_compare_precision_restores_state_and_rng():
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
+@pytest.mark.slow
+def test_fp32_check_of_a_compiled_run_checks_the_compiled_step(monkeypatch):
+    from madm.utils import benchmark
+
+    compile_module = torch.nn.Module.compile
+    # dynamo's eager backend: the same capture as inductor, in seconds on a CPU.
+    monkeypatch.setattr(torch.nn.Module, 'compile',
+                        lambda self, **kw: compile_module(self, **dict(kw, backend='eager')))
+    calls = []
+    loss_terms = benchmark.loss_terms
+
+    def spy(model, batch, amp, seed=0):
+        calls.append((amp, model.backbone.unet._compiled_call_impl is not None))
+        return loss_terms(model, batch, amp, seed)
+
+    monkeypatch.setattr(benchmark, 'loss_terms', spy)
+    result = benchmark.run_benchmark(
+        event_cfg(), tiny_settings(amp='bf16', compile=True), check_fp32=True,
+        inference_sizes=(), flops=1)
+    torch._dynamo.reset()
+    assert calls == [('none', False), ('bf16', True)]  # fp32 eager, bf16 as timed
+    assert set(result.fp32_check) == {'src.loss_ce', 'src.loss_lplr', 'mix.loss_ce'}
+    assert all(v['rel_diff'] < 0.05 for v in result.fp32_check.values())
+
+
 def test_pin_batch_pins_every_image_and_label_and_leaves_the_batch(monkeypatch):
     pinned_ids = set()
 
