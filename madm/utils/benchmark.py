@@ -561,8 +561,20 @@ def _timed(fn, device: torch.device) -> float:
     return time.perf_counter() - start_s
 
 
+def run_train_step(model: nn.Module, optim_wrapper: OptimWrapper, batch: dict, *,
+                   cudagraphs: bool = False) -> None:
+    """One ``model.train_step``, as the Runner calls it.
+
+    With CUDA graphs (compile mode ``'reduce-overhead'``) a new iteration is marked first:
+    the graphs then reuse the previous step's output memory instead of keeping it alive.
+    """
+    if cudagraphs:
+        torch.compiler.cudagraph_mark_step_begin()
+    model.train_step(batch, optim_wrapper)
+
+
 def time_train_steps(model: nn.Module, optim_wrapper: OptimWrapper, batch: dict, iters: int,
-                     warmup: int) -> list[float]:
+                     warmup: int, *, cudagraphs: bool = False) -> list[float]:
     """Run ``warmup + iters`` training steps and return the seconds of the last ``iters``.
 
     Args:
@@ -571,6 +583,8 @@ def time_train_steps(model: nn.Module, optim_wrapper: OptimWrapper, batch: dict,
         batch (dict): A collated batch, reused every iteration.
         iters (int): Timed iterations.
         warmup (int): Untimed iterations first.
+        cudagraphs (bool): The model is compiled with CUDA graphs (:func:`run_train_step`).
+            Defaults to False.
 
     Returns:
         list[float]: Seconds per timed iteration.
@@ -579,7 +593,8 @@ def time_train_steps(model: nn.Module, optim_wrapper: OptimWrapper, batch: dict,
     times = []
     for i in range(warmup + iters):
         _set_iter(i)
-        seconds = _timed(lambda: model.train_step(batch, optim_wrapper), device)
+        seconds = _timed(
+            lambda: run_train_step(model, optim_wrapper, batch, cudagraphs=cudagraphs), device)
         if i == warmup - 1 and device.type == 'cuda':
             torch.cuda.reset_peak_memory_stats(device)
         if i >= warmup:
@@ -617,7 +632,8 @@ def time_inference(model: nn.Module, batch_size: int, size: tuple[int, int], amp
     return batch_size / _median(times)
 
 
-def count_host_syncs(model: nn.Module, optim_wrapper: OptimWrapper, batch: dict) -> dict:
+def count_host_syncs(model: nn.Module, optim_wrapper: OptimWrapper, batch: dict, *,
+                     cudagraphs: bool = False) -> dict:
     """The calls of one CUDA training step that make the host wait for the GPU.
 
     Runs one ``train_step`` under ``torch.cuda.set_sync_debug_mode('warn')``, which warns at
@@ -628,6 +644,7 @@ def count_host_syncs(model: nn.Module, optim_wrapper: OptimWrapper, batch: dict)
         model (nn.Module): The model, on a CUDA device, in train mode.
         optim_wrapper (OptimWrapper): Its optimiser wrapper.
         batch (dict): A collated batch.
+        cudagraphs (bool): See :func:`run_train_step`. Defaults to False.
 
     Returns:
         dict: ``total`` (int) and ``where`` (``'file:line'`` → count, most frequent first).
@@ -637,7 +654,7 @@ def count_host_syncs(model: nn.Module, optim_wrapper: OptimWrapper, batch: dict)
         warnings.simplefilter('always')
         torch.cuda.set_sync_debug_mode('warn')
         try:
-            model.train_step(batch, optim_wrapper)
+            run_train_step(model, optim_wrapper, batch, cudagraphs=cudagraphs)
         finally:
             torch.cuda.set_sync_debug_mode(previous)
     torch.cuda.synchronize()  # after the step, and not counted as one of its syncs
@@ -651,7 +668,7 @@ def count_host_syncs(model: nn.Module, optim_wrapper: OptimWrapper, batch: dict)
 
 
 def profile_train_step(model: nn.Module, optim_wrapper: OptimWrapper, batch: dict,
-                       row_limit: int = 30) -> str:
+                       row_limit: int = 30, *, cudagraphs: bool = False) -> str:
     """The operators of one training step, by their own device time, as a text table.
 
     Args:
@@ -659,6 +676,7 @@ def profile_train_step(model: nn.Module, optim_wrapper: OptimWrapper, batch: dic
         optim_wrapper (OptimWrapper): Its optimiser wrapper.
         batch (dict): A collated batch.
         row_limit (int): Operators listed. Defaults to 30.
+        cudagraphs (bool): See :func:`run_train_step`. Defaults to False.
 
     Returns:
         str: ``torch.profiler``'s key-average table sorted by self device time (self CPU time
@@ -670,7 +688,7 @@ def profile_train_step(model: nn.Module, optim_wrapper: OptimWrapper, batch: dic
     if device.type == 'cuda':
         activities.append(ProfilerActivity.CUDA)
     with profile(activities=activities) as prof:
-        model.train_step(batch, optim_wrapper)
+        run_train_step(model, optim_wrapper, batch, cudagraphs=cudagraphs)
         if device.type == 'cuda':
             torch.cuda.synchronize(device)
     averages = prof.key_averages()
@@ -828,20 +846,24 @@ def _run_benchmark(cfg: Config, settings: BenchmarkSettings, device: torch.devic
         fp32_terms, loss_terms(model, batch, settings.amp, settings.seed)) if check_fp32 else None
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
-    times = time_train_steps(model, optim_wrapper, batch, settings.iters, settings.warmup)
+    cudagraphs = settings.compile_mode == 'reduce-overhead' and (settings.compile
+                                                                 or settings.compile_head)
+    times = time_train_steps(model, optim_wrapper, batch, settings.iters, settings.warmup,
+                             cudagraphs=cudagraphs)
     if device.type == 'cuda':
         peak_mem = torch.cuda.max_memory_allocated(device)
         mem_kind = (f'torch.cuda.max_memory_allocated over the timed iterations (reserved: '
                     f'{torch.cuda.max_memory_reserved(device) / 2**30:.2f} GiB)')
         device_name = torch.cuda.get_device_name(device)
-        host_syncs = count_host_syncs(model, optim_wrapper, batch)
+        host_syncs = count_host_syncs(model, optim_wrapper, batch, cudagraphs=cudagraphs)
     else:
         host_syncs = None
         # ru_maxrss is in KiB on Linux.
         peak_mem = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         mem_kind = 'peak RSS of the process (getrusage ru_maxrss, includes build and libraries)'
         device_name = f'cpu ({torch.get_num_threads()} threads)'
-    profile_table = profile_train_step(model, optim_wrapper, batch) if profile else None
+    profile_table = profile_train_step(model, optim_wrapper, batch,
+                                       cudagraphs=cudagraphs) if profile else None
 
     inference = {f'{h}x{w}': time_inference(model, settings.batch_size, (h, w), settings.amp,
                                              settings.iters, settings.warmup)

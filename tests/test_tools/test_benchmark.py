@@ -14,7 +14,8 @@ from madm.utils.benchmark import (ALL_LEVERS, LEVER_SWEEP, SWEEP_CHECK_FP32, SWE
                                   build_benchmark_optim_wrapper, compare_precision,
                                   count_flops_on_meta, count_train_step_flops,
                                   format_sweep_markdown, peak_tflops_of, pin_batch,
-                                  profile_train_step, run_lever_sweep, synthetic_batch)
+                                  profile_train_step, run_lever_sweep, synthetic_batch,
+                                  time_train_steps)
 
 sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
 import benchmark as benchmark_tool  # noqa: E402
@@ -152,6 +153,26 @@ def test_fp32_check_of_a_compiled_run_checks_the_compiled_step(monkeypatch):
     assert calls == [('none', False), ('bf16', True)]  # fp32 eager, bf16 as timed
     assert set(result.fp32_check) == {'src.loss_ce', 'src.loss_lplr', 'mix.loss_ce'}
     assert all(v['rel_diff'] < 0.05 for v in result.fp32_check.values())
+
+
+def test_each_step_is_marked_for_cuda_graphs_only_when_they_are_used(monkeypatch):
+    events = []
+    monkeypatch.setattr(torch.compiler, 'cudagraph_mark_step_begin',
+                        lambda: events.append('mark'))
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+        def train_step(self, batch, optim_wrapper):
+            events.append('step')
+
+    times = time_train_steps(Model(), None, {}, iters=2, warmup=1, cudagraphs=True)
+    assert len(times) == 2 and events == ['mark', 'step'] * 3
+    events.clear()
+    time_train_steps(Model(), None, {}, iters=2, warmup=1)
+    assert events == ['step'] * 3
 
 
 def test_pin_batch_pins_every_image_and_label_and_leaves_the_batch(monkeypatch):
