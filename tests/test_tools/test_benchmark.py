@@ -11,11 +11,11 @@ from mmengine.config import Config
 from _helpers import REPO_ROOT
 from madm.utils.benchmark import (ALL_LEVERS, LEVER_SWEEP, SWEEP_CHECK_FP32, SWEEP_INFERENCE,
                                   BenchmarkSettings, benchmark_model_cfg, build_benchmark_model,
-                                  build_benchmark_optim_wrapper, compare_precision,
+                                  build_benchmark_optim_wrapper, loss_terms,
                                   count_flops_on_meta, count_train_step_flops,
                                   format_sweep_markdown, peak_tflops_of, pin_batch,
-                                  profile_train_step, run_lever_sweep, synthetic_batch,
-                                  time_train_steps)
+                                  profile_train_step, run_benchmark, run_lever_sweep,
+                                  synthetic_batch, time_train_steps)
 
 sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
 import benchmark as benchmark_tool  # noqa: E402
@@ -103,6 +103,7 @@ def test_model_cfg_substitutes_preset_and_levers():
                                                        group_norm_autocast=True))
     assert 'pretrained' not in model_cfg.backbone and model_cfg.backbone.preset == 'tiny'
     assert model_cfg.backbone.group_norm_precision == 'autocast'
+    assert model_cfg.neck.group_norm_precision == 'autocast'
     assert benchmark_model_cfg(cfg, tiny_settings(non_blocking_input=True)
                                ).data_preprocessor.non_blocking is True
     assert 'group_norm_precision' not in benchmark_model_cfg(cfg, tiny_settings()).backbone
@@ -117,17 +118,28 @@ def test_model_cfg_substitutes_preset_and_levers():
     assert cfg.model.backbone.pretrained  # the task config itself is untouched
 
 
-def test_compare_precision_restores_state_and_rng():
+def test_loss_terms_restore_state_and_rng():
     cfg = event_cfg()
     model = build_benchmark_model(cfg, tiny_settings())
     batch = synthetic_batch(2, SIZE, model.num_classes)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    # fp32 against fp32: identical only if weights, BN statistics, the adaptation generator
-    # and dropout's RNG are all restored between the two runs.
-    same = compare_precision(model, batch, 'none')
-    assert same and all(v['rel_diff'] == 0.0 for v in same.values())
+    # Two fp32 runs: identical only if weights, BN statistics, the adaptation generator and
+    # dropout's RNG are all restored between them; with grad recorded or not.
+    first = loss_terms(model, batch, 'none')
+    second = loss_terms(model, batch, 'none', grad=True)
+    assert first and first == second
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_compile_mode_needs_compile_and_cuda_graphs_refuse_the_fp32_check():
+    with pytest.raises(ValueError, match='needs compile'):
+        run_benchmark(event_cfg(), tiny_settings(compile_mode='reduce-overhead'))
+    with pytest.raises(ValueError, match='not available with CUDA graphs'):
+        run_benchmark(event_cfg(), tiny_settings(amp='bf16', compile=True,
+                                                 compile_mode='reduce-overhead'),
+                      check_fp32=True)
 
 
 @pytest.mark.slow
@@ -139,17 +151,20 @@ def test_fp32_check_of_a_compiled_run_checks_the_compiled_step(monkeypatch):
     monkeypatch.setattr(torch.nn.Module, 'compile',
                         lambda self, **kw: compile_module(self, **dict(kw, backend='eager')))
     calls = []
-    loss_terms = benchmark.loss_terms
+    real_loss_terms = benchmark.loss_terms
 
-    def spy(model, batch, amp, seed=0):
+    def spy(model, batch, amp, seed=0, **kwargs):
         calls.append((amp, model.backbone.unet._compiled_call_impl is not None))
-        return loss_terms(model, batch, amp, seed)
+        return real_loss_terms(model, batch, amp, seed, **kwargs)
 
     monkeypatch.setattr(benchmark, 'loss_terms', spy)
-    result = benchmark.run_benchmark(
-        event_cfg(), tiny_settings(amp='bf16', compile=True), check_fp32=True,
-        inference_sizes=(), flops=1)
-    torch._dynamo.reset()
+    monkeypatch.setattr(benchmark, 'time_train_steps', lambda *args, **kwargs: [1.0])
+    try:
+        result = benchmark.run_benchmark(
+            event_cfg(), tiny_settings(amp='bf16', compile=True), check_fp32=True,
+            inference_sizes=(), flops=1)
+    finally:
+        torch._dynamo.reset()
     assert calls == [('none', False), ('bf16', True)]  # fp32 eager, bf16 as timed
     assert set(result.fp32_check) == {'src.loss_ce', 'src.loss_lplr', 'mix.loss_ce'}
     assert all(v['rel_diff'] < 0.05 for v in result.fp32_check.values())

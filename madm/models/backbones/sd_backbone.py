@@ -15,7 +15,7 @@ from mmseg.registry import MODELS
 from mmseg.utils import OptConfigType
 from torch import Tensor
 
-from madm.models.utils import use_autocast_group_norm
+from madm.models.utils import set_group_norm_precision
 from madm.utils import MissingDataError, require_files
 from .prompt_time_conditioning import PromptTimeConditioning
 from .sd_presets import CLIP_VOCAB_SIZE, SDPreset, build_preset_components
@@ -387,12 +387,8 @@ class StableDiffusionBackbone(BaseModule):
         from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
         if attention not in ('sdpa', 'math'):
             raise ValueError(f"attention must be 'sdpa' or 'math', got {attention!r}.")
-        if group_norm_precision not in ('float32', 'autocast'):
-            raise ValueError("group_norm_precision must be 'float32' or 'autocast', got "
-                             f'{group_norm_precision!r}.')
-        if group_norm_precision == 'autocast':
-            use_autocast_group_norm(self.unet)
-            use_autocast_group_norm(self.vae)
+        set_group_norm_precision(self.unet, group_norm_precision)
+        set_group_norm_precision(self.vae, group_norm_precision)
         processor = AttnProcessor2_0 if attention == 'sdpa' else AttnProcessor
         self.unet.set_attn_processor(processor())
         self.vae.set_attn_processor(processor())

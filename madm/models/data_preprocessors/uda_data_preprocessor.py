@@ -29,11 +29,12 @@ class UDASegDataPreProcessor(SegDataPreProcessor):
     ``size_divisor`` (mmseg's ``stack_batch`` requires one).
 
     Args:
-        non_blocking (bool): Copy batches to the device with ``non_blocking=True``
-            (mmengine's ``BaseDataPreprocessor`` option, which ``SegDataPreProcessor``
-            does not pass on). A host-to-GPU copy then no longer waits for the GPU to finish
-            the previous step's work; with the dataloader's ``pin_memory=True`` the copy also
-            overlaps it. Same values either way. Defaults to False.
+        non_blocking (bool): Copy images and labels to the device with
+            ``non_blocking=True`` (mmengine's ``BaseDataPreprocessor`` option, which
+            ``SegDataPreProcessor`` does not pass on). From pinned memory (the dataloader's
+            ``pin_memory=True``) the copies then overlap the GPU's work instead of waiting
+            for it; from pageable memory CUDA may still synchronise. Same values either way.
+            Defaults to False.
         **kwargs: Forwarded to :class:`SegDataPreProcessor` (``mean``, ``std``,
             ``size``, ``size_divisor``, ``pad_val``, ``seg_pad_val``,
             ``bgr_to_rgb``, ``rgb_to_bgr``, ``batch_augments``, ``test_cfg``).

@@ -1,5 +1,6 @@
 """One residual bottleneck block per backbone feature (method.md §2.7)."""
 from collections.abc import Sequence
+from typing import Literal
 
 import torch.nn as nn
 from mmcv.cnn import ConvModule
@@ -7,6 +8,8 @@ from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType
 from torch import Tensor
+
+from madm.models.utils import set_group_norm_precision
 
 
 class _Bottleneck(nn.Module):
@@ -48,6 +51,10 @@ class BottleneckProjection(BaseModule):
         bottleneck_channels (int): Inner width of every block. Defaults to 128.
         norm_cfg (dict): Norm layer config; every width must be divisible by GN's
             ``num_groups``. Defaults to ``dict(type='GN', num_groups=32)``.
+        group_norm_precision (Literal['float32', 'autocast']): Precision of the GroupNorms
+            under autocast, as the backbone's argument of the same name
+            (:class:`~madm.models.utils.AutocastGroupNorm`; not in MADM). The ``s0`` block's
+            norms run on 128 channels at the full input size. Defaults to 'float32'.
         init_cfg (dict | None): mmengine init config. Defaults to None (the blocks initialise
             themselves as the reference does).
     """
@@ -57,6 +64,7 @@ class BottleneckProjection(BaseModule):
                  out_channels: Sequence[int],
                  bottleneck_channels: int = 128,
                  norm_cfg: ConfigType = dict(type='GN', num_groups=32),
+                 group_norm_precision: Literal['float32', 'autocast'] = 'float32',
                  init_cfg: OptConfigType = None) -> None:
         super().__init__(init_cfg)
         if len(in_channels) != len(out_channels):
@@ -74,6 +82,7 @@ class BottleneckProjection(BaseModule):
         self.blocks = nn.ModuleList(
             _Bottleneck(c_in, c_out, bottleneck_channels, norm_cfg)
             for c_in, c_out in zip(in_channels, out_channels))
+        set_group_norm_precision(self, group_norm_precision)
 
     def forward(self, inputs: Sequence[Tensor]) -> tuple[Tensor, ...]:
         """Project every feature.

@@ -52,4 +52,5 @@ def ema_update_(teacher: nn.Module, student: nn.Module, alpha: float) -> None:
     # lerp(s, w) computes t + w·(s − t) = (1 − w)·t + w·s, i.e. keep-rate α with w = 1 − α.
     # One multi-tensor launch per dtype and device instead of one per parameter: with
     # teacher_scope='full' an SD-1.4 teacher has over a thousand parameter tensors.
-    torch._foreach_lerp_(targets, sources, 1.0 - alpha)
+    if targets:  # the multi-tensor op refuses empty lists
+        torch._foreach_lerp_(targets, sources, 1.0 - alpha)

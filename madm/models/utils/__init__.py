@@ -1,6 +1,7 @@
 from .batchnorm_statistics import batchnorm_layers, recompute_batchnorm_statistics
-from .group_norm import AutocastGroupNorm, use_autocast_group_norm
+from .group_norm import AutocastGroupNorm, set_group_norm_precision, use_autocast_group_norm
 from .matmul_resize import bilinear_matrix, matmul_resize
 
 __all__ = ['AutocastGroupNorm', 'batchnorm_layers', 'bilinear_matrix', 'matmul_resize',
-           'recompute_batchnorm_statistics', 'use_autocast_group_norm']
+           'recompute_batchnorm_statistics', 'set_group_norm_precision',
+           'use_autocast_group_norm']

@@ -21,6 +21,8 @@ class AutocastGroupNorm(nn.GroupNorm):
     ``nn.GroupNorm`` exactly. Under autocast the input, weight and bias are cast to the
     autocast dtype and the output has that dtype; the kernel still accumulates the statistics
     in float32. Parameters, buffers and ``state_dict`` keys are those of ``nn.GroupNorm``.
+    The weight and bias gradients also pass through the autocast dtype; under fp16 a
+    GradScaler's overflow check catches any that overflow, as for convolution weights.
     """
 
     def forward(self, x: Tensor) -> Tensor:
@@ -36,27 +38,36 @@ class AutocastGroupNorm(nn.GroupNorm):
 
 
 def use_autocast_group_norm(module: nn.Module) -> int:
-    """Replace every ``nn.GroupNorm`` inside ``module`` by an :class:`AutocastGroupNorm`.
+    """Turn every plain ``nn.GroupNorm`` inside ``module`` into an :class:`AutocastGroupNorm`.
 
-    The replacements share the originals' parameter objects, so an optimiser or a copy built
-    before or after sees the same weights; call it before building the EMA teacher so that the
-    copy has them too.
+    Each norm keeps its identity (only its class changes), so its parameters, hooks, mode and
+    any other reference to it stay as they were; subclasses of ``nn.GroupNorm`` are left
+    alone. Call it before building the EMA teacher, so that the teacher's copy has them too.
 
     Args:
         module (nn.Module): Changed in place.
 
     Returns:
-        int: How many norms were replaced.
+        int: How many norms were changed.
     """
-    replaced = 0
-    for parent in list(module.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is not nn.GroupNorm:
-                continue
-            norm = AutocastGroupNorm(child.num_groups, child.num_channels, child.eps,
-                                     child.affine, device='meta')
-            norm.weight, norm.bias = child.weight, child.bias
-            norm.train(child.training)
-            setattr(parent, name, norm)
-            replaced += 1
-    return replaced
+    norms = [m for m in module.modules() if type(m) is nn.GroupNorm]
+    for norm in norms:
+        norm.__class__ = AutocastGroupNorm
+    return len(norms)
+
+
+def set_group_norm_precision(module: nn.Module, precision: str) -> int:
+    """Apply a module's ``group_norm_precision`` argument to its GroupNorms.
+
+    Args:
+        module (nn.Module): Changed in place.
+        precision (str): ``'float32'`` keeps autocast's own rule (float32 norms, the
+            reference); ``'autocast'`` calls :func:`use_autocast_group_norm`.
+
+    Returns:
+        int: How many norms were changed (0 for ``'float32'``).
+    """
+    if precision not in ('float32', 'autocast'):
+        raise ValueError("group_norm_precision must be 'float32' or 'autocast', got "
+                         f'{precision!r}.')
+    return use_autocast_group_norm(module) if precision == 'autocast' else 0

@@ -77,7 +77,7 @@ def test_non_blocking_reaches_every_copy_and_keeps_the_values(monkeypatch):
     pre = MODELS.build(dict(type='UDASegDataPreProcessor', non_blocking=True, **CFG))
     out = pre(dict(source=_branch(True, 0), target=_branch(False, 10)), training=True)
     # 2 images per branch and the 2 source labels; SegDataPreProcessor alone would pass False.
-    assert flags.count(True) >= 6 and False not in flags
+    assert len(flags) == 6 and all(flag is True for flag in flags)
     for branch in ('source', 'target'):
         assert torch.equal(out['inputs'][branch], expected['inputs'][branch])
     assert torch.equal(out['data_samples']['source'][0].gt_sem_seg.data,

@@ -6,6 +6,8 @@ import torch
 import torch.nn as nn
 from mmseg.registry import MODELS
 
+from madm.models.utils import AutocastGroupNorm
+
 
 def test_reference_sizes():
     neck = MODELS.build(dict(type='BottleneckProjection', in_channels=[3, 320, 640, 1280],
@@ -55,3 +57,19 @@ def test_errors():
                              bottleneck_channels=32))
     with pytest.raises(ValueError, match='Expected 1 features'):
         neck([torch.zeros(1, 3, 2, 2)] * 2)
+
+
+def test_group_norm_precision():
+    cfg = dict(type='BottleneckProjection', in_channels=[3, 16], out_channels=[16, 32],
+               bottleneck_channels=8, norm_cfg=dict(type='GN', num_groups=4))
+    torch.manual_seed(0)
+    plain = MODELS.build(cfg)
+    torch.manual_seed(0)
+    neck = MODELS.build(dict(cfg, group_norm_precision='autocast'))
+    norms = [m for m in neck.modules() if isinstance(m, nn.GroupNorm)]
+    assert len(norms) == 8 and all(type(m) is AutocastGroupNorm for m in norms)
+    feats = [torch.randn(2, 3, 8, 8), torch.randn(2, 16, 4, 4)]
+    for out, ref in zip(neck(feats), plain(feats)):  # no autocast: the float32 path exactly
+        assert torch.equal(out, ref)
+    with pytest.raises(ValueError, match='group_norm_precision'):
+        MODELS.build(dict(cfg, group_norm_precision='half'))

@@ -55,16 +55,23 @@ def test_ema_update_matches_hand_loop_and_skips_buffers_and_ints():
 
 def test_ema_update_equals_per_parameter_lerp_bit_for_bit():
     torch.manual_seed(0)
-    student = nn.Sequential(nn.Linear(5, 7), nn.Linear(7, 3).to(torch.bfloat16))
+    student = nn.Sequential(nn.Linear(5, 7), nn.Linear(7, 3).to(torch.bfloat16), nn.Linear(3, 2))
     teacher = copy.deepcopy(student)
+    teacher[2].to(torch.bfloat16)  # a bf16 teacher part averaging a float32 student part
     with torch.no_grad():
         for p in teacher.parameters():
             p.normal_()
-    expected = [t.detach().lerp(s.detach(), 1.0 - 0.999)
+    expected = [t.detach().lerp(s.detach().to(t.dtype), 1.0 - 0.999)
                 for t, s in zip(teacher.parameters(), student.parameters())]
     ema_update_(teacher, student, alpha=0.999)
     for t, e in zip(teacher.parameters(), expected):
         assert t.dtype == e.dtype and torch.equal(t, e)
+    assert teacher[2].weight.dtype == torch.bfloat16
+
+
+def test_ema_update_of_a_part_without_float_parameters():
+    teacher, student = nn.ReLU(), nn.ReLU()
+    ema_update_(teacher, student, alpha=0.5)  # nothing to average, and no error
 
 
 def test_ema_update_scalar_values():

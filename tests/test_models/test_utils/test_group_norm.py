@@ -61,6 +61,23 @@ def test_under_autocast_it_normalises_in_the_autocast_dtype():
     torch.testing.assert_close(out.float(), expected, atol=0.05, rtol=0.02)
 
 
+def test_the_kernel_runs_with_autocast_off(monkeypatch):
+    # On CUDA, autocast would cast the bf16 input back to float32 if it were still on.
+    calls = []
+    group_norm = F.group_norm
+
+    def spy(x, *args, **kwargs):
+        calls.append((x.dtype, torch.is_autocast_enabled('cpu')))
+        return group_norm(x, *args, **kwargs)
+
+    monkeypatch.setattr(F, 'group_norm', spy)
+    norm = _swapped(_norm())
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        norm(_input())
+        assert torch.is_autocast_enabled('cpu')  # and it is on again afterwards
+    assert calls == [(torch.bfloat16, False)]
+
+
 def test_gradients_reach_the_float32_parameters():
     ref = _norm()
     norm = _swapped(_norm())
@@ -78,6 +95,8 @@ def test_swap_keeps_parameters_state_and_mode():
     model = nn.Sequential(nn.Conv2d(3, 16, 3), _norm(), nn.Sequential(_norm(affine=False)),
                           nn.BatchNorm2d(16), AutocastGroupNorm(2, 16))
     model[2].eval()
+    hooked = []
+    model[1].register_forward_hook(lambda *args: hooked.append(1))
     params = [id(p) for p in model.parameters()]
     state = {k: v.clone() for k, v in model.state_dict().items()}
     assert use_autocast_group_norm(model) == 2  # the already swapped one is left alone
@@ -89,6 +108,8 @@ def test_swap_keeps_parameters_state_and_mode():
     assert model[1].training and not model[2][0].training
     assert (model[1].num_groups, model[1].num_channels, model[1].eps) == (4, 16, 1e-6)
     assert use_autocast_group_norm(model) == 0
+    model(torch.randn(1, 3, 5, 5))
+    assert hooked == [1]  # the same module objects, hooks included
 
 
 def test_compiles_without_graph_breaks_under_autocast():
