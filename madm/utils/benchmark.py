@@ -364,8 +364,9 @@ def synthetic_batch(batch_size: int, size: tuple[int, int], num_classes: int,
 
 
 def pin_batch(batch: dict) -> dict:
-    """A copy of a batch with its tensors in pinned memory, as ``DataLoader(pin_memory=True)``
-    hands it over (needs a CUDA device).
+    """Copy a batch into pinned memory, as ``DataLoader(pin_memory=True)`` hands it over.
+
+    Pinning needs a CUDA device.
 
     Args:
         batch (dict): A batch of :func:`synthetic_batch`; left unchanged.
@@ -940,14 +941,17 @@ def format_markdown(result: BenchmarkResult) -> str:
 
 
 # --------------------------------------------------------------------------- lever sweep
-#: Issue 8's levers as (name, overrides of the baseline settings), most important first, so
-#: that a run cut short by its deadline still has the baseline, the combined setting and the
-#: reference precision. Compilation is last: its warm-up is the longest and least predictable.
+#: The memory levers of configs/madm/rgb2event_1gpu-24gb.py.
 ALL_LEVERS = dict(gradient_checkpointing=True, vae_dtype='bfloat16', fusion_stride=4,
                   fused_adamw=True)
 #: Overrides of the fastest eager setting at the reference fusion (fifth session, H100:
 #: 0.914 s/iter).
 BEST_EAGER = dict(amp='bf16', head_resize='matmul', vae_dtype='bfloat16', fused_adamw=True)
+#: Issue 8's levers as (name, overrides of the baseline settings). The first sessions' sweep
+#: comes first, most important first and compilation last (its warm-up is the longest), so
+#: that a run cut short by its deadline still has the baseline, the combined setting and the
+#: reference precision; later sessions' variants follow, and ``--only`` picks and orders
+#: them for a given run.
 LEVER_SWEEP: tuple[tuple[str, dict], ...] = (
     ('bf16 (baseline)', dict(amp='bf16')),
     ('bf16 + all levers but compile', dict(amp='bf16', **ALL_LEVERS)),

@@ -11,11 +11,10 @@ from mmengine.config import Config
 from _helpers import REPO_ROOT
 from madm.utils.benchmark import (ALL_LEVERS, LEVER_SWEEP, SWEEP_CHECK_FP32, SWEEP_INFERENCE,
                                   BenchmarkSettings, benchmark_model_cfg, build_benchmark_model,
-                                  build_benchmark_optim_wrapper, loss_terms,
-                                  count_flops_on_meta, count_train_step_flops,
-                                  format_sweep_markdown, peak_tflops_of, pin_batch,
-                                  profile_train_step, run_benchmark, run_lever_sweep,
-                                  synthetic_batch, time_train_steps)
+                                  build_benchmark_optim_wrapper, count_flops_on_meta,
+                                  count_train_step_flops, format_sweep_markdown, loss_terms,
+                                  peak_tflops_of, pin_batch, profile_train_step, run_benchmark,
+                                  run_lever_sweep, synthetic_batch, time_train_steps)
 
 sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
 import benchmark as benchmark_tool  # noqa: E402

@@ -228,9 +228,9 @@ class StableDiffusionBackbone(BaseModule):
             the VAE's GroupNorms under autocast. ``'float32'`` is autocast's own rule on CUDA
             (inputs cast up, float32 output) and the reference's; ``'autocast'`` normalises
             in the autocast dtype with float32 statistics
-            (:class:`~madm.models.utils.AutocastGroupNorm`), which saves the casts and half
-            the norms' memory traffic (issue 8; not in MADM). Same weights and checkpoints
-            either way. Defaults to 'float32'.
+            (:class:`~madm.models.utils.AutocastGroupNorm`), which removes the casts around
+            each norm and halves its memory traffic (issue 8, not yet measured on a GPU; not
+            in MADM). Same weights and checkpoints either way. Defaults to 'float32'.
         init_cfg (dict | None): mmengine init config; the SD weights and the conditioning
             initialise themselves, so leave it None. Defaults to None.
     """

@@ -1,9 +1,10 @@
 """GroupNorm that stays in the autocast dtype (issue 8).
 
 CUDA autocast runs ``group_norm`` in float32: a bf16 activation is cast up before every norm,
-the norm and the SiLU after it run on float32 tensors, and the next convolution casts back
-down. SD-1.4's UNet has 61 GroupNorms (its VAE 52) and a MADM step runs the UNet several
-times; in an H100 profile of a training step, GroupNorm took 93 ms and dtype casts 71-79 ms
+the norm (and the SiLU after it in a ResNet block) runs on float32 tensors, and the next
+convolution or projection casts back down. SD-1.4's UNet has 61 GroupNorms, its VAE 52 and
+MADM's neck 16, and a MADM step runs the UNet several times; in an H100 profile of a
+training step, GroupNorm took 93 ms and dtype casts (not all of them the norms') 71-79 ms
 of 440-710 ms of GPU time (docs/benchmarks.md, "Where the time goes now"). PyTorch's
 ``native_group_norm`` kernels take bf16 and fp16 inputs and accumulate mean and variance in
 float32, so a norm can read and write the half-precision tensor directly; only its output is
