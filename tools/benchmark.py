@@ -15,7 +15,9 @@ each variant overriding the other flags), saving after every variant:
 No SD folder and no dataset are read: the backbone is the chosen preset with random weights,
 the batches synthetic.
 FLOPs are counted on a meta-device copy (``--flops-only`` stops there, e.g. for sd14 at 512x512
-on a machine that cannot run it). See madm/utils/benchmark.py for how each number is measured.
+on a machine that cannot run it). ``--host-sync-audit`` lists, from a meta-device step, the calls
+that would make the host wait for a GPU (``madm.utils.host_sync_audit``). See
+madm/utils/benchmark.py for how each number is measured.
 Prints a markdown table at the end; ``--out`` also writes it as JSON.
 """
 import argparse
@@ -25,9 +27,9 @@ import madm  # noqa: F401  isort: skip
 from mmengine.config import Config, DictAction
 
 from madm.utils import atomic_write_json
-from madm.utils.benchmark import (LEVER_SWEEP, BenchmarkSettings, count_flops_on_meta,
-                                  format_markdown, format_sweep_markdown, run_benchmark,
-                                  run_lever_sweep)
+from madm.utils.benchmark import (LEVER_SWEEP, BenchmarkSettings, audit_host_syncs_on_meta,
+                                  count_flops_on_meta, format_host_sync_audit, format_markdown,
+                                  format_sweep_markdown, run_benchmark, run_lever_sweep)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,6 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='UNet and VAE in channels-last memory format')
     parser.add_argument('--non-blocking-input', action='store_true',
                         help='pinned batch, copied with non_blocking=True (CUDA)')
+    parser.add_argument('--class-mix-on-device', action='store_true',
+                        help='ClassMix chooses its classes on the device, without a host sync '
+                             '(class_mix.on_device; not in MADM)')
     parser.add_argument('--group-norm-autocast', action='store_true',
                         help="the UNet's and VAE's GroupNorms in the autocast dtype "
                              '(backbone group_norm_precision=autocast) instead of float32')
@@ -79,6 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='device peak for MFU (known GPUs are looked up; CPUs have none)')
     parser.add_argument('--flops-only', action='store_true',
                         help='only count FLOPs per iteration on the meta device, run nothing')
+    parser.add_argument('--host-sync-audit', action='store_true',
+                        help='only list the calls of a step that would make the host wait for '
+                             'a GPU, found on the meta device; run nothing')
     parser.add_argument('--inference-sizes', nargs='*', default=['512x512', '448x640'],
                         metavar='HxW', help='sizes of the inference images/s timing; default: '
                         "512x512 and DSEC's 640x440 padded to 640x448 (W x H); none skips it")
@@ -116,7 +124,8 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
         compile_head=args.compile_head, compile_mode=args.compile_mode,
         fused_adamw=args.fused_adamw, channels_last=args.channels_last,
         group_norm_autocast=args.group_norm_autocast, non_blocking_input=args.non_blocking_input,
-        cudnn_benchmark=args.cudnn_benchmark, seed=args.seed)
+        class_mix_on_device=args.class_mix_on_device, cudnn_benchmark=args.cudnn_benchmark,
+        seed=args.seed)
     sizes = tuple(tuple(int(v) for v in hw.lower().split('x')) for hw in args.inference_sizes)
     if args.sweep:
         def save(results: list[dict]) -> None:
@@ -139,7 +148,11 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
                 print(f"\n### profile of one step: {entry['name']}\n{entry['profile']}")
         print(format_sweep_markdown(results))
         return results
-    if args.flops_only:
+    if args.host_sync_audit:
+        audit = audit_host_syncs_on_meta(cfg, settings)
+        print(format_host_sync_audit(audit))
+        result = dict(settings=vars(settings), host_sync_audit=audit)
+    elif args.flops_only:
         flops = count_flops_on_meta(cfg, settings)
         result = dict(settings=vars(settings), flops_per_iter=float(flops))
         print(f'| preset | batch | size (HxW) | fusion stride | FLOPs/iter (model, meta count) |\n'

@@ -53,8 +53,9 @@ from mmengine.structures import PixelData
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from torch import Tensor
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
+
+from madm.utils.host_sync_audit import HostSyncAudit, MetaPlaceholders
 
 AmpMode = Literal['bf16', 'fp16', 'none']
 _AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'none': None}
@@ -118,6 +119,9 @@ class BenchmarkSettings:
         non_blocking_input (bool): On CUDA, the batch sits in pinned memory and the data
             preprocessor copies it with ``non_blocking=True`` (its ``non_blocking``; in
             training also set ``train_dataloader.pin_memory=True``). Defaults to False.
+        class_mix_on_device (bool): ClassMix chooses its classes on the device, without a
+            host synchronisation (the segmentor's ``class_mix.on_device``; not in MADM).
+            Defaults to False.
         cudnn_benchmark (bool): ``torch.backends.cudnn.benchmark`` (autotuned convolution
             algorithms; the Runner's ``env_cfg.cudnn_benchmark``). Defaults to False.
         seed (int): Seed of the weights and of the synthetic batch. Defaults to 0.
@@ -143,6 +147,7 @@ class BenchmarkSettings:
     channels_last: bool = False
     group_norm_autocast: bool = False
     non_blocking_input: bool = False
+    class_mix_on_device: bool = False
     cudnn_benchmark: bool = False
     seed: int = 0
 
@@ -254,6 +259,8 @@ def benchmark_model_cfg(cfg: Config, settings: BenchmarkSettings, *,
             model_cfg.neck.group_norm_precision = 'autocast'
     if settings.non_blocking_input:
         model_cfg.data_preprocessor.non_blocking = True
+    if settings.class_mix_on_device:
+        model_cfg.class_mix = dict(model_cfg.get('class_mix') or {}, on_device=True)
 
     # The neck's inputs follow the preset's channels; read them from a parameter-free build.
     with meta_parameters():
@@ -471,41 +478,6 @@ def _build_optim_wrapper(model: nn.Module, wrapper_cfg: ConfigDict,
 
 
 # --------------------------------------------------------------------------- FLOPs
-class _MetaDataDependentOps(TorchDispatchMode):
-    """Give the two data-dependent ops of a MADM step a shape on ``meta`` tensors.
-
-    ``torch.unique`` (ClassMix's candidate classes) and boolean-mask indexing (mmseg's
-    accuracy) have output shapes that depend on values a meta tensor does not hold. Here unique
-    returns one class and a mask selects every element. Neither result feeds a counted matmul
-    or convolution, so the FLOP count does not depend on them. Real tensors pass untouched.
-    """
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        x = args[0] if args else None
-        if isinstance(x, Tensor) and x.device.type == 'meta':
-            aten = torch.ops.aten
-            if func is aten._unique2.default:
-                # _unique2(self, sorted, return_inverse, return_counts)
-                flags = list(args[1:]) + [False] * (3 - len(args[1:]))
-                return_inverse = kwargs.get('return_inverse', flags[1])
-                return_counts = kwargs.get('return_counts', flags[2])
-                long = dict(dtype=torch.long, device='meta')
-                return (x.new_empty(1), torch.empty(x.shape if return_inverse else (0, ), **long),
-                        torch.empty(1 if return_counts else 0, **long))
-            if func is aten.index.Tensor and any(
-                    i is not None and i.dtype == torch.bool for i in args[1]):
-                indices = []
-                for index in args[1]:
-                    if index is not None and index.dtype == torch.bool:
-                        everything = torch.empty(index.numel(), dtype=torch.long, device='meta')
-                        indices.extend([everything] * index.dim())
-                    else:
-                        indices.append(index)
-                return func(x, indices)
-        return func(*args, **kwargs)
-
-
 def count_train_step_flops(model: nn.Module, batch: dict) -> int:
     """FLOPs of one training step's forward and backward (every pass of the step).
 
@@ -520,7 +492,7 @@ def count_train_step_flops(model: nn.Module, batch: dict) -> int:
     Returns:
         int: Total FLOPs (a multiply-add counts 2).
     """
-    with FlopCounterMode(display=False) as counter, _MetaDataDependentOps():
+    with FlopCounterMode(display=False) as counter, MetaPlaceholders():
         data = model.data_preprocessor(batch, True)
         losses = model._run_forward(data, mode='loss')
         loss, _ = model.parse_losses(losses)
@@ -549,6 +521,48 @@ def count_flops_on_meta(cfg: Config, settings: BenchmarkSettings) -> int:
     batch = synthetic_batch(settings.batch_size, settings.size, model.num_classes, settings.seed)
     _set_iter(1)
     return count_train_step_flops(model, batch)
+
+
+def audit_host_syncs_on_meta(cfg: Config, settings: BenchmarkSettings) -> dict:
+    """The calls of a training step that would make the host wait for a CUDA device.
+
+    :class:`~madm.utils.host_sync_audit.HostSyncAudit` around ``model.train_step`` of the model
+    built on ``meta`` at ``settings``' preset, batch and size: the second step, as the first
+    moves the noise schedule to the device once (diffusers' ``add_noise``). It runs without
+    autocast, compilation and fused AdamW (meta has none of them): bf16 autocast and fused
+    AdamW add no sync; fp16's GradScaler adds its check for infinite gradients. Non-blocking
+    copies count as free, as from pinned memory (``non_blocking_input`` pins the batch on
+    CUDA). A check of the code on any machine; :func:`count_host_syncs` measures the same on
+    a GPU.
+
+    Args:
+        cfg (Config): The task config.
+        settings (BenchmarkSettings): Preset, batch size, size and levers.
+
+    Returns:
+        dict: :meth:`HostSyncAudit.summary` (``total``, ``where``, ``why``).
+    """
+    settings = dataclasses.replace(settings, amp='none', compile=False, compile_head=False,
+                                   fused_adamw=False)
+    model = build_benchmark_model(cfg, settings, 'meta')
+    optim_wrapper = build_benchmark_optim_wrapper(model, cfg, settings)
+    batch = synthetic_batch(settings.batch_size, settings.size, model.num_classes, settings.seed)
+    _set_iter(1)
+    with MetaPlaceholders():
+        model.train_step(batch, optim_wrapper)
+    _set_iter(2)
+    with HostSyncAudit() as audit:
+        model.train_step(batch, optim_wrapper)
+    return audit.summary()
+
+
+def format_host_sync_audit(summary: dict) -> str:
+    """A markdown table of :func:`audit_host_syncs_on_meta`'s summary."""
+    lines = [f"Host syncs per training step (meta audit): {summary['total']}", '',
+             '| calls | where | why |', '|---|---|---|']
+    lines += [f"| {count} | `{where}` | {summary['why'][where]} |"
+              for where, count in summary['where'].items()]
+    return '\n'.join(lines)
 
 
 # --------------------------------------------------------------------------- timing
@@ -916,9 +930,10 @@ def format_markdown(result: BenchmarkResult) -> str:
          f"{s['compile']} / {s['fused_adamw']}"),
         ('head checkpointing / head resize / compile head',
          f"{s['head_with_cp']} / {s['head_resize'] or 'config'} / {s['compile_head']}"),
-        ('GroupNorm in autocast dtype / compile mode / channels-last / non-blocking input',
-         f"{s['group_norm_autocast']} / {s['compile_mode']} / {s['channels_last']} / "
-         f"{s['non_blocking_input']}"),
+        ('GroupNorm in autocast dtype / compile mode / channels-last',
+         f"{s['group_norm_autocast']} / {s['compile_mode']} / {s['channels_last']}"),
+        ('non-blocking input / ClassMix on device',
+         f"{s['non_blocking_input']} / {s['class_mix_on_device']}"),
         ('trainable parameters', f'{result.params_trainable / 1e6:.2f} M'),
         ('s/iter (median)', f'{result.sec_per_iter:.4f}'),
         ('it/s', f'{result.iter_per_sec:.3f}'),
@@ -947,6 +962,8 @@ ALL_LEVERS = dict(gradient_checkpointing=True, vae_dtype='bfloat16', fusion_stri
 #: Overrides of the fastest eager setting at the reference fusion (fifth session, H100:
 #: 0.914 s/iter).
 BEST_EAGER = dict(amp='bf16', head_resize='matmul', vae_dtype='bfloat16', fused_adamw=True)
+#: The step's host syncs down to mmengine's grad-norm log (``--host-sync-audit``: 25 → 1).
+NO_HOST_SYNCS = dict(non_blocking_input=True, class_mix_on_device=True)
 #: Issue 8's levers as (name, overrides of the baseline settings). The first sessions' sweep
 #: comes first, most important first and compilation last (its warm-up is the longest), so
 #: that a run cut short by its deadline still has the baseline, the combined setting and the
@@ -1001,16 +1018,16 @@ LEVER_SWEEP: tuple[tuple[str, dict], ...] = (
     ('bf16 + fusion stride 4 + matmul resize + VAE in bf16 + fused AdamW + compile '
      '(UNet and head)',
      dict(BEST_EAGER, fusion_stride=4, compile=True, compile_head=True)),
-    ('bf16 + fusion stride 4 + GroupNorm in bf16 + non-blocking input + matmul resize + VAE in '
+    ('bf16 + fusion stride 4 + GroupNorm in bf16 + no host syncs + matmul resize + VAE in '
      'bf16 + fused AdamW',
-     dict(BEST_EAGER, fusion_stride=4, group_norm_autocast=True, non_blocking_input=True)),
-    ('bf16 + fusion stride 4 + GroupNorm in bf16 + non-blocking input + matmul resize + VAE in '
+     dict(BEST_EAGER, fusion_stride=4, group_norm_autocast=True, **NO_HOST_SYNCS)),
+    ('bf16 + fusion stride 4 + GroupNorm in bf16 + no host syncs + matmul resize + VAE in '
      'bf16 + fused AdamW + compile (UNet and head)',
-     dict(BEST_EAGER, fusion_stride=4, group_norm_autocast=True, non_blocking_input=True,
+     dict(BEST_EAGER, fusion_stride=4, group_norm_autocast=True, **NO_HOST_SYNCS,
           compile=True, compile_head=True)),
-    ('bf16 + fusion stride 4 + GroupNorm in bf16 + non-blocking input + matmul resize + VAE in '
+    ('bf16 + fusion stride 4 + GroupNorm in bf16 + no host syncs + matmul resize + VAE in '
      'bf16 + fused AdamW + compile with CUDA graphs (UNet and head)',
-     dict(BEST_EAGER, fusion_stride=4, group_norm_autocast=True, non_blocking_input=True,
+     dict(BEST_EAGER, fusion_stride=4, group_norm_autocast=True, **NO_HOST_SYNCS,
           compile=True, compile_head=True, compile_mode='reduce-overhead')),
 )
 #: Variants whose loss terms are compared with fp32, and those timed at inference too.

@@ -10,7 +10,8 @@ from mmengine.config import Config
 
 from _helpers import REPO_ROOT
 from madm.utils.benchmark import (ALL_LEVERS, LEVER_SWEEP, SWEEP_CHECK_FP32, SWEEP_INFERENCE,
-                                  BenchmarkSettings, benchmark_model_cfg, build_benchmark_model,
+                                  BenchmarkSettings, audit_host_syncs_on_meta,
+                                  benchmark_model_cfg, build_benchmark_model,
                                   build_benchmark_optim_wrapper, count_flops_on_meta,
                                   count_train_step_flops, format_sweep_markdown, loss_terms,
                                   peak_tflops_of, pin_batch, profile_train_step, run_benchmark,
@@ -75,6 +76,36 @@ def test_flops_only_needs_no_run(tmp_path, capsys):
         saved = json.load(f)
     assert set(saved) == {'settings', 'flops_per_iter'} and saved['flops_per_iter'] > 1e8
     assert '| tiny | 2 | 64x64 | none |' in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_host_sync_audit_of_a_whole_step(tmp_path, capsys):
+    """The meta audit of one training step: by default the 6 blocking input copies and
+    ClassMix's reference draw (unique + one index copy per image) are left, besides
+    mmengine's grad-norm log; with non-blocking input and ClassMix on the device only the
+    latter. The flip, the augmentation, the accuracy and the DPLG log wait for nothing."""
+    cfg = event_cfg()
+    default = audit_host_syncs_on_meta(cfg, tiny_settings())
+    clip = 'mmengine/optim/optimizer/optimizer_wrapper.py'
+    by_file = {}
+    for where, count in default['where'].items():
+        file = where.split(':')[0]
+        by_file[file] = by_file.get(file, 0) + count
+    assert by_file == {'mmengine/model/base_model/data_preprocessor.py': 4,
+                       'mmengine/structures/base_data_element.py': 2,
+                       'madm/models/uda/class_mix.py': 3, clip: 1}
+    assert default['total'] == 10
+    out = tmp_path / 'audit.json'
+    benchmark_tool.main([EVENT_CONFIG, '--preset', 'tiny', '--size', '64', '64',
+                         '--host-sync-audit', '--non-blocking-input', '--class-mix-on-device',
+                         '--out', str(out)])
+    with open(out) as f:
+        saved = json.load(f)
+    assert saved['settings']['class_mix_on_device'] is True
+    audit = saved['host_sync_audit']
+    assert audit['total'] == 1 and list(audit['where'])[0].startswith(clip)
+    assert 'reads a device value on the host' in list(audit['why'].values())[0]
+    assert 'Host syncs per training step (meta audit): 1' in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -268,7 +299,8 @@ def test_default_sweep_names_are_unique_and_cover_every_lever():
     assert toggled == {'amp', 'attention', 'gradient_checkpointing', 'vae_dtype',
                        'fusion_stride', 'fused_adamw', 'compile', 'cudnn_benchmark',
                        'channels_last', 'head_with_cp', 'head_resize', 'compile_head',
-                       'group_norm_autocast', 'compile_mode', 'non_blocking_input'}
+                       'group_norm_autocast', 'compile_mode', 'non_blocking_input',
+                       'class_mix_on_device'}
     assert set(toggled) <= {f.name for f in dataclasses.fields(BenchmarkSettings)}
 
 
@@ -323,3 +355,14 @@ def test_sweep_only_runs_the_named_variants_in_the_given_order(tmp_path, monkeyp
     with pytest.raises(SystemExit, match='unknown variants'):
         benchmark_tool.main([EVENT_CONFIG, '--preset', 'tiny', '--device', 'cpu', '--sweep',
                              '--only', 'bf16 + warp drive'])
+
+
+def test_class_mix_on_device_trains_a_real_step_on_the_cpu():
+    cfg = event_cfg()
+    settings = tiny_settings(class_mix_on_device=True)
+    model = build_benchmark_model(cfg, settings)
+    assert model.class_mix_cfg['on_device'] is True
+    optim_wrapper = build_benchmark_optim_wrapper(model, cfg, settings)
+    log_vars = model.train_step(synthetic_batch(2, SIZE, model.num_classes), optim_wrapper)
+    assert all(torch.isfinite(v).all() for v in log_vars.values())
+    assert log_vars['dplg.timestep'].device.type == 'cpu'  # a log-only host value

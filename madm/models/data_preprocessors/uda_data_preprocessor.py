@@ -20,8 +20,11 @@ class UDASegDataPreProcessor(SegDataPreProcessor):
         dict(inputs=dict(source=Tensor (N, 3, H, W), target=Tensor (N, 3, H, W)),
              data_samples=dict(source=[SegDataSample], target=[SegDataSample]))
 
-    Any other batch (validation, test, plain training) is processed exactly
-    as by :class:`SegDataPreProcessor`.
+    Any other batch (validation, test, plain training) is processed as by
+    :class:`SegDataPreProcessor`, with one change that gives the same values: the
+    BGR→RGB flip is ``Tensor.flip`` on the device. mmseg indexes each image with the
+    Python list ``[2, 1, 0]``, which copies an index to the GPU and waits for it (4 of
+    the 25 host syncs of a training step on the H200, docs/benchmarks.md).
 
     MADM feeds images in [0, 1] RGB: configure ``mean=[0, 0, 0],
     std=[255, 255, 255], bgr_to_rgb=True`` (reference ``pixel_mean=0,
@@ -43,6 +46,9 @@ class UDASegDataPreProcessor(SegDataPreProcessor):
     def __init__(self, non_blocking: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
         self._non_blocking = non_blocking
+        # The parent's list-index flip is turned off; cast_data flips on the device instead.
+        self._flip_channels = self.channel_conversion
+        self.channel_conversion = False
 
     def forward(self, data: dict, training: bool = False) -> dict[str, Any]:
         """Preprocess a UDA batch branch by branch, or any other batch as the parent does.
@@ -65,3 +71,15 @@ class UDASegDataPreProcessor(SegDataPreProcessor):
             out = super().forward(data[branch], training)
             inputs[branch], data_samples[branch] = out['inputs'], out['data_samples']
         return dict(inputs=inputs, data_samples=data_samples)
+
+    def cast_data(self, data: Any) -> Any:
+        """Copy ``data`` to the device and, for a batch, flip its images from BGR to RGB there.
+
+        The flip follows the parent's rule (all images when the first has 3 channels) and
+        replaces the parent's list index, which it turns off in ``__init__``.
+        """
+        data = super().cast_data(data)
+        inputs = data.get('inputs') if isinstance(data, dict) else None
+        if self._flip_channels and inputs is not None and len(inputs) and inputs[0].size(0) == 3:
+            data = {**data, 'inputs': [img.flip(0) for img in inputs]}
+        return data

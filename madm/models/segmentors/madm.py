@@ -140,7 +140,8 @@ class MADM(UDAEncoderDecoder):
     @torch.no_grad()
     def generate_pseudo_labels(self, img: Tensor, cur_iter: int) -> tuple[Tensor, Tensor, dict]:
         label, weight, log_vars = super().generate_pseudo_labels(img, cur_iter)
-        log_vars['dplg.timestep'] = torch.tensor(float(self._last_dplg_timestep), device=img.device)
+        # A host tensor: a log-only value need not be copied to the GPU (a host wait).
+        log_vars['dplg.timestep'] = torch.tensor(float(self._last_dplg_timestep))
         return label, weight, log_vars
 
     # ------------------------------------------------------------------ student

@@ -62,8 +62,10 @@ class UDAEncoderDecoder(EncoderDecoder):
             ``'class_balanced'``. Defaults to 0.5.
         class_mix (dict): ``scope`` (``'batch'``: classes drawn from the whole
             batch's source labels, reference method.md §7; ``'image'``: from each
-            image's) and ``include_ignore`` (whether 255 may be pasted; reference
-            True). Defaults to ``dict(scope='batch', include_ignore=True)``.
+            image's), ``include_ignore`` (whether 255 may be pasted; reference
+            True) and ``on_device`` (choose the classes without a host synchronisation,
+            :func:`madm.models.uda.class_mix_masks_on_device`; not in MADM, False).
+            Defaults to ``dict(scope='batch', include_ignore=True, on_device=False)``.
         strong_aug (dict): Keyword arguments of :func:`madm.models.uda.strong_augment`
             (colour jitter and blur of the mixed image, method.md §7).
         seed (int): Seed of the generator behind every random draw of the
@@ -243,7 +245,8 @@ class UDAEncoderDecoder(EncoderDecoder):
             weight elsewhere.
         """
         masks = class_mix_masks(src_label, self.generator,
-                                ignore_index=self.decode_head.ignore_index, **self.class_mix_cfg)
+                                ignore_index=self.decode_head.ignore_index,
+                                num_classes=self.decode_head.num_classes, **self.class_mix_cfg)
         mixed_img = mix(masks, src_img, tgt_img)
         mixed_img = strong_augment(mixed_img, self.generator, **self.strong_aug_cfg)
         mixed_label = mix(masks, src_label, pseudo_label)

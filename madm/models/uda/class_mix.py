@@ -5,6 +5,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from madm.models.utils import to_device_async
+
 
 def class_mix_mask(label: Tensor, candidate_classes: Tensor, generator: torch.Generator) -> Tensor:
     """Choose ``ceil(n / 2)`` of the ``n`` candidate classes and mask their pixels in ``label``.
@@ -32,7 +34,9 @@ def class_mix_masks(labels: Tensor,
                     generator: torch.Generator,
                     ignore_index: int = 255,
                     scope: Literal['batch', 'image'] = 'batch',
-                    include_ignore: bool = True) -> Tensor:
+                    include_ignore: bool = True,
+                    on_device: bool = False,
+                    num_classes: int | None = None) -> Tensor:
     """Build one ClassMix mask per source image of a batch.
 
     For every image ``i``, ``ceil(n / 2)`` of the ``n`` candidate classes are
@@ -55,6 +59,11 @@ def class_mix_masks(labels: Tensor,
             ignored source pixels are pasted too. Reference: True — the unique
             set includes 255 when it occurs (method.md §1 step 4, §11.15).
             Defaults to True.
+        on_device (bool): Choose with :func:`class_mix_masks_on_device` (fixed-size
+            random keys, no host synchronisation; same distribution, another random
+            stream) instead of ``torch.unique`` and ``randperm`` (the reference's way,
+            two host waits on a GPU). Not in MADM. Defaults to False.
+        num_classes (int | None): Classes of the labels; needed by ``on_device``.
 
     Returns:
         Tensor: Bool masks, shape (N, H, W); True = take the source pixel.
@@ -63,6 +72,11 @@ def class_mix_masks(labels: Tensor,
         raise ValueError(f'class_mix_masks expects labels of shape (N, H, W), got {tuple(labels.shape)}.')
     if scope not in ('batch', 'image'):
         raise ValueError(f"scope must be 'batch' or 'image', got {scope!r}.")
+    if on_device:
+        if num_classes is None:
+            raise ValueError('class_mix_masks(on_device=True) needs num_classes.')
+        return class_mix_masks_on_device(labels, generator, num_classes, ignore_index=ignore_index,
+                                         scope=scope, include_ignore=include_ignore)
 
     def candidates(label: Tensor) -> Tensor:
         classes = torch.unique(label)  # sorted, so a seeded generator gives a reproducible choice
@@ -76,6 +90,51 @@ def class_mix_masks(labels: Tensor,
         for label in labels
     ]
     return torch.stack(masks)
+
+
+def class_mix_masks_on_device(labels: Tensor,
+                              generator: torch.Generator,
+                              num_classes: int,
+                              ignore_index: int = 255,
+                              scope: Literal['batch', 'image'] = 'batch',
+                              include_ignore: bool = True) -> Tensor:
+    """:func:`class_mix_masks` without a host synchronisation (not in MADM).
+
+    The reference needs the number of classes present on the host (``torch.unique``,
+    then ``randperm(n)``). Here every class id (and ``ignore_index``, as one more slot)
+    gets a random key, drawn on the generator's device in a fixed shape ``(N, C + 1)``
+    and copied without waiting; the present classes are ranked by key on the device and
+    the ``ceil(n / 2)`` lowest are chosen. That is a uniformly random half of the present
+    classes, as ``randperm`` gives, from another random stream.
+
+    Args:
+        labels (Tensor): Source labels, shape (N, H, W), long, with values in
+            ``[0, num_classes)`` or ``ignore_index`` (the datasets check this on load;
+            another value fails in the scatter, on CUDA as a device-side assert).
+        generator (torch.Generator): Source of the keys: ``N × (C + 1)`` uniform draws a
+            call.
+        num_classes (int): ``C``.
+        ignore_index (int): Label of ignored pixels. Defaults to 255.
+        scope (Literal['batch', 'image']): See :func:`class_mix_masks`. Defaults to 'batch'.
+        include_ignore (bool): See :func:`class_mix_masks`. Defaults to True.
+
+    Returns:
+        Tensor: Bool masks, shape (N, H, W); True = take the source pixel.
+    """
+    n = labels.shape[0]
+    slots = torch.where(labels == ignore_index, num_classes, labels).flatten(1)  # (N, H·W)
+    present = torch.zeros(n, num_classes + 1, dtype=torch.bool, device=labels.device)
+    present.scatter_(1, slots, True)
+    if scope == 'batch':
+        present = present.any(dim=0, keepdim=True).expand(n, -1)
+    if not include_ignore:
+        present = present & (torch.arange(num_classes + 1, device=labels.device) < num_classes)
+    keys = torch.rand(n, num_classes + 1, generator=generator, device=generator.device)
+    keys = torch.where(present, to_device_async(keys, labels.device), 2.0)  # absent: last
+    rank = keys.argsort(dim=1).argsort(dim=1)
+    num_chosen = (present.sum(dim=1, keepdim=True) + 1) // 2  # ceil(n / 2)
+    chosen = present & (rank < num_chosen)
+    return chosen.gather(1, slots).view_as(labels)
 
 
 def mix(mask: Tensor, src: Tensor, tgt: Tensor) -> Tensor:

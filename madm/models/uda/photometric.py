@@ -20,12 +20,19 @@ maths, per image ``x`` in [0, 1]:
 The jitter factors are drawn per image (kornia's default ``same_on_batch=False``);
 the on/off draws and σ are drawn once per call and shared by the batch (reference,
 ``mtmadise.py:215-223``).
+
+With a CPU generator (as the segmentors use) the draws, the hue matrices and the
+constants are made on the host and reach the device by non-blocking copies
+(:func:`madm.models.utils.to_device_async`), so the augmentation never makes the host wait
+for the GPU; on a CPU the numbers are those of computing everything in place.
 """
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from madm.models.utils import to_device_async
 
 # ITU-R 601 luma and the YIQ transform (rows: Y, I, Q).
 _LUMA = (0.299, 0.587, 0.114)
@@ -39,13 +46,14 @@ def _uniform(low: float, high: float, size: int, generator: torch.Generator) -> 
 
 def _gray(img: Tensor) -> Tensor:
     """Luma of (N, 3, H, W) images, shape (N, 1, H, W)."""
-    weights = img.new_tensor(_LUMA).view(1, 3, 1, 1)
+    weights = to_device_async(torch.tensor(_LUMA, dtype=img.dtype), img.device).view(1, 3, 1, 1)
     return (img * weights).sum(dim=1, keepdim=True)
 
 
-def _rotate_hue(img: Tensor, turns: Tensor) -> Tensor:
-    """Rotate the YIQ chroma of (N, 3, H, W) images by ``turns`` (N,) of a full turn."""
-    to_yiq = img.new_tensor(_RGB_TO_YIQ)
+def _hue_matrices(turns: Tensor, dtype: torch.dtype) -> Tensor:
+    """RGB→RGB matrices (N, 3, 3) rotating the YIQ chroma by ``turns`` (N,) of a full turn."""
+    turns = turns.to(dtype)
+    to_yiq = torch.tensor(_RGB_TO_YIQ, dtype=dtype, device=turns.device)
     from_yiq = torch.linalg.inv(to_yiq)
     cos, sin = torch.cos(2 * math.pi * turns), torch.sin(2 * math.pi * turns)
     one, zero = torch.ones_like(cos), torch.zeros_like(cos)
@@ -54,7 +62,12 @@ def _rotate_hue(img: Tensor, turns: Tensor) -> Tensor:
         torch.stack([zero, cos, -sin], dim=-1),
         torch.stack([zero, sin, cos], dim=-1),
     ], dim=-2)  # (N, 3, 3)
-    matrix = from_yiq @ rotation @ to_yiq
+    return from_yiq @ rotation @ to_yiq
+
+
+def _rotate_hue(img: Tensor, turns: Tensor) -> Tensor:
+    """Rotate the YIQ chroma of (N, 3, H, W) images by ``turns`` (N,), a host tensor."""
+    matrix = to_device_async(_hue_matrices(turns, img.dtype), img.device)
     return torch.einsum('nij,njhw->nihw', matrix, img)
 
 
@@ -79,18 +92,21 @@ def color_jitter(img: Tensor, generator: torch.Generator, strength: float = 0.2)
     }
     order = torch.randperm(4, generator=generator, device=generator.device).tolist()
     names = list(factors)
+    # The three scale factors reach the device in one copy; hue as matrices (_rotate_hue).
+    scale_names = ('brightness', 'contrast', 'saturation')
+    scales = to_device_async(torch.stack([factors[n] for n in scale_names]), img.device, img.dtype)
+    scale = dict(zip(scale_names, scales.view(3, -1, 1, 1, 1)))
     for op in (names[i] for i in order):
-        f = factors[op].to(img.device, img.dtype).view(-1, 1, 1, 1)
         if op == 'brightness':
-            img = img * f
+            img = img * scale[op]
         elif op == 'contrast':
             mean = _gray(img).mean(dim=(2, 3), keepdim=True)
-            img = (img - mean) * f + mean
+            img = (img - mean) * scale[op] + mean
         elif op == 'saturation':
             gray = _gray(img)
-            img = gray + (img - gray) * f
+            img = gray + (img - gray) * scale[op]
         else:
-            img = _rotate_hue(img, f.view(-1))
+            img = _rotate_hue(img, factors['hue'])
         img = img.clamp(0.0, 1.0)
     return img
 
@@ -134,11 +150,11 @@ def gaussian_blur(img: Tensor, sigma: float) -> Tensor:
 
 
 def strong_augment(img: Tensor,
-                               generator: torch.Generator,
-                               jitter_prob: float = 0.8,
-                               jitter_strength: float = 0.2,
-                               blur_prob: float = 0.5,
-                               blur_sigma: tuple[float, float] = (0.15, 1.15)) -> Tensor:
+                   generator: torch.Generator,
+                   jitter_prob: float = 0.8,
+                   jitter_strength: float = 0.2,
+                   blur_prob: float = 0.5,
+                   blur_sigma: tuple[float, float] = (0.15, 1.15)) -> Tensor:
     """Apply DACS's colour jitter, then Gaussian blur, to a batch of mixed images.
 
     Args:

@@ -82,3 +82,35 @@ def test_non_blocking_reaches_every_copy_and_keeps_the_values(monkeypatch):
         assert torch.equal(out['inputs'][branch], expected['inputs'][branch])
     assert torch.equal(out['data_samples']['source'][0].gt_sem_seg.data,
                        expected['data_samples']['source'][0].gt_sem_seg.data)
+
+
+@pytest.mark.parametrize('channels', [3, 1])
+def test_flip_on_the_device_gives_the_parents_values(channels):
+    pre = MODELS.build(dict(type='UDASegDataPreProcessor', **CFG))
+    ref = SegDataPreProcessor(**CFG)
+    gen = torch.Generator().manual_seed(0)
+    imgs = [torch.randint(0, 256, (channels, 4, 4), generator=gen, dtype=torch.uint8)
+            for _ in range(2)]
+    samples = [_sample(4, 4, True, i)[1] for i in range(2)]
+    for training in (False, True):
+        out = pre(dict(inputs=list(imgs), data_samples=list(samples)), training)
+        expected = ref(dict(inputs=list(imgs), data_samples=list(samples)), training)
+        assert torch.equal(out['inputs'], expected['inputs'])
+    uda = pre(dict(source=dict(inputs=list(imgs), data_samples=list(samples)),
+                   target=dict(inputs=list(imgs), data_samples=list(samples))), training=True)
+    expected = ref(dict(inputs=list(imgs), data_samples=list(samples)), True)['inputs']
+    assert torch.equal(uda['inputs']['source'], expected)
+    assert torch.equal(uda['inputs']['target'], expected)
+
+
+@pytest.mark.parametrize('non_blocking', [False, True])
+def test_a_uda_batch_on_meta_waits_only_for_blocking_copies(non_blocking):
+    """The host-sync audit: no list-index flip; the 6 copies wait unless non-blocking."""
+    from madm.utils.host_sync_audit import HostSyncAudit
+    pre = MODELS.build(dict(type='UDASegDataPreProcessor', non_blocking=non_blocking, **CFG))
+    pre.to('meta')
+    with HostSyncAudit() as audit:
+        out = pre(dict(source=_branch(True, 0), target=_branch(False, 10)), training=True)
+    assert out['inputs']['source'].device.type == 'meta'
+    assert [s.reason for s in audit.syncs] == (
+        [] if non_blocking else ['a blocking copy from the host to the device'] * 6)

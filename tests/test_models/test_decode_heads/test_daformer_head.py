@@ -188,3 +188,40 @@ def test_matmul_resize_impl_matches_interpolate(kw):
         torch.testing.assert_close(p.grad, p_ref.grad, atol=1e-6, rtol=1e-4, msg=name)
     with pytest.raises(ValueError, match='resize_impl'):
         _head(resize_impl='nearest')
+
+
+@pytest.mark.parametrize('two_losses', [False, True])
+def test_loss_by_feat_equals_mmseg_and_waits_for_no_device(two_losses):
+    """Same losses and accuracy as BaseDecodeHead.loss_by_feat (which it replaces for the
+    accuracy), also with two summed loss terms, and no host sync on meta."""
+    from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+
+    from madm.utils.host_sync_audit import HostSyncAudit
+    loss_decode = dict(type='CrossEntropyLoss', loss_weight=1.0)
+    if two_losses:
+        loss_decode = [loss_decode, dict(type='CrossEntropyLoss', loss_weight=0.5)]
+    head = _head(loss_decode=loss_decode)
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 5, 8, 8, generator=g)
+    samples = []
+    for _ in range(2):
+        label = torch.randint(0, 5, (1, 32, 32), generator=g)
+        label[:, :4] = 255
+        sample = SegDataSample()
+        sample.gt_sem_seg = PixelData(data=label)
+        samples.append(sample)
+    ours = head.loss_by_feat(logits, samples)
+    theirs = BaseDecodeHead.loss_by_feat(head, logits, samples)
+    assert set(ours) == set(theirs) == {'loss_ce', 'acc_seg'}
+    for key in ours:
+        torch.testing.assert_close(ours[key], theirs[key])
+    meta_samples = []
+    for sample in samples:
+        meta = SegDataSample()
+        meta.gt_sem_seg = PixelData(data=sample.gt_sem_seg.data.to('meta'))
+        meta_samples.append(meta)
+    head.to('meta')
+    logits = logits.to('meta')
+    with HostSyncAudit() as audit:
+        head.loss_by_feat(logits, meta_samples)
+    assert audit.syncs == []

@@ -77,3 +77,67 @@ def test_mix_images_labels_and_weights():
     assert torch.equal(weight, torch.tensor([[[1.0, 0.25], [0.25, 1.0]]]))
     with pytest.raises(ValueError, match='mask'):
         mix(mask[0], src_img, tgt_img)
+
+
+# ------------------------------------------------------------- on_device (no host sync)
+def _chosen_classes(label: torch.Tensor, mask: torch.Tensor) -> set[int]:
+    """The classes a mask pastes; a mask takes all or none of each class's pixels."""
+    chosen = {int(v) for v in label[mask].unique()}
+    assert not (torch.isin(label, torch.tensor(sorted(chosen) or [-1])) & ~mask).any()
+    return chosen
+
+
+@pytest.mark.parametrize('scope', ['batch', 'image'])
+@pytest.mark.parametrize('include_ignore', [True, False])
+def test_on_device_chooses_half_of_the_present_classes(scope, include_ignore):
+    for seed in range(20):
+        masks = class_mix_masks(LABELS, torch.Generator().manual_seed(seed), scope=scope,
+                                include_ignore=include_ignore, on_device=True, num_classes=3)
+        assert masks.shape == LABELS.shape and masks.dtype == torch.bool
+        for i in range(2):
+            candidates = set(LABELS.unique().tolist() if scope == 'batch' else
+                             LABELS[i].unique().tolist()) - (set() if include_ignore else {255})
+            chosen_here = _chosen_classes(LABELS[i], masks[i])
+            assert chosen_here <= candidates and (include_ignore or 255 not in chosen_here)
+            if scope == 'image':  # every candidate occurs in the image: the count is exact
+                assert len(chosen_here) == (len(candidates) + 1) // 2
+
+
+def test_on_device_draws_a_uniform_half_and_one_key_set_per_image():
+    """Over many draws each of 4 batch classes is chosen about half the time, the pairs
+    (6 of them) about equally often, and the two images of a call choose independently."""
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.tensor([[[0, 1], [2, 255]], [[0, 1], [2, 255]]])
+    pairs, same = {}, 0
+    draws = 3000
+    for _ in range(draws):
+        masks = class_mix_masks(labels, gen, on_device=True, num_classes=3)
+        chosen = [frozenset(_chosen_classes(labels[i], masks[i])) for i in range(2)]
+        assert all(len(c) == 2 for c in chosen)  # ceil(4 / 2)
+        pairs[chosen[0]] = pairs.get(chosen[0], 0) + 1
+        same += chosen[0] == chosen[1]
+    assert len(pairs) == 6
+    assert all(abs(count / draws - 1 / 6) < 0.03 for count in pairs.values()), pairs
+    assert abs(same / draws - 1 / 6) < 0.03  # independent draws agree 1 time in 6
+
+
+def test_on_device_needs_num_classes_and_is_reproducible():
+    with pytest.raises(ValueError, match='num_classes'):
+        class_mix_masks(LABELS, torch.Generator().manual_seed(0), on_device=True)
+    a = class_mix_masks(LABELS, torch.Generator().manual_seed(5), on_device=True, num_classes=3)
+    b = class_mix_masks(LABELS, torch.Generator().manual_seed(5), on_device=True, num_classes=3)
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize('on_device', [False, True])
+def test_host_sync_audit_of_the_class_choice(on_device):
+    """On meta (CUDA's device rules), the reference's choice waits for the device (unique,
+    then one index copy per image); the on-device choice never does."""
+    from madm.utils.host_sync_audit import HostSyncAudit
+    labels = LABELS.to('meta')
+    with HostSyncAudit() as audit:
+        masks = class_mix_masks(labels, torch.Generator().manual_seed(0), on_device=on_device,
+                                num_classes=3)
+    assert masks.shape == LABELS.shape and masks.device.type == 'meta'
+    ops = [s.op for s in audit.syncs]
+    assert ops == ([] if on_device else ['aten._unique2'] + ['aten._to_copy'] * 2)

@@ -81,3 +81,15 @@ def test_color_jitter_keeps_a_black_image_black_and_range():
     torch.testing.assert_close(color_jitter(black, torch.Generator().manual_seed(0)), black)
     out = color_jitter(torch.ones(2, 3, 5, 5), torch.Generator().manual_seed(0), strength=0.2)
     assert out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_strong_augment_never_waits_for_the_device():
+    """Jitter (all four operations) and blur on meta, with the segmentors' CPU generator:
+    draws, hue matrices and constants reach the device by non-blocking copies."""
+    from madm.utils.host_sync_audit import HostSyncAudit
+    img = torch.empty(2, 3, 16, 16, device='meta')
+    with HostSyncAudit() as audit:
+        out = strong_augment(img, torch.Generator().manual_seed(0), jitter_prob=1.0,
+                             blur_prob=1.0)
+    assert out.shape == img.shape and out.device.type == 'meta'
+    assert audit.syncs == []
