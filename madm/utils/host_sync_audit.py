@@ -2,9 +2,9 @@
 
 On a GPU, ``torch.cuda.set_sync_debug_mode`` names each synchronising call
 (:func:`madm.utils.benchmark.count_host_syncs`). This module finds the same kinds of call
-in a run on the ``meta`` device, which follows CUDA's device rules (a CPU tensor with
-dimensions cannot meet a device tensor in an op) but holds no values. Every operator call
-is checked against the rules CUDA synchronises on:
+in a run on the ``meta`` device, which holds no values and, like CUDA, refuses most ops
+that mix a host tensor with dimensions and a device tensor. Every operator call is checked
+against the rules CUDA synchronises on:
 
 * reading a device value on the host: ``.item()``, ``float()``, ``bool()``, ``.tolist()``
   (``aten._local_scalar_dense``), ``torch.equal``, and the status check of ``torch.linalg``;
@@ -13,19 +13,24 @@ is checked against the rules CUDA synchronises on:
   ``output_size``;
 * a copy of host memory to the device without ``non_blocking=True``, explicit
   (``.to(device)``, ``torch.tensor(..., device=)``, ``Tensor.new_tensor``) or implicit
-  (an op that gets a host tensor with dimensions next to a device tensor, such as an index
-  given as a Python list), and a blocking copy back to the host (``.cpu()``).
+  (an index given as a host tensor or a Python list), and a blocking copy back to the host
+  (``.cpu()``).
 
 What it cannot see: waits inside libraries below the operator level (cuDNN autotuning,
 NCCL), a non-blocking copy from memory that is not pinned (the meta device has no pinned
-memory: every ``non_blocking=True`` copy passes), and calls that run only on CUDA paths.
-It is a check of the code, not a measurement; the GPU count remains the measurement.
+memory: every ``non_blocking=True`` copy passes), calls that run only on CUDA paths, and a
+constructor imported by name (``from torch import tensor``) rather than called as
+``torch.tensor``. Meta accepts a few device mixes that CUDA rejects (``index_select`` with a
+host index): the audit looks for waits, not for device errors. The constructor and
+indexing patches are process-wide while the audit runs, so calls from other threads are
+recorded too. It is a check of the code, not a measurement; the GPU count remains the
+measurement.
 
 Calls whose result a meta tensor cannot compute get a placeholder, so that one audit
 finds every sync of a step: ``_local_scalar_dense`` gives 0 (``False`` for booleans), a
 copy to the host gives zeros, ``unique`` gives one element, and a boolean mask, ``nonzero``
-and ``masked_select`` select every element. The other value-dependent calls (``bincount``, ``repeat_interleave``,
-``unique_consecutive``, ...) are recorded, then raise.
+and ``masked_select`` select every element. The other value-dependent calls
+(``bincount``, ``repeat_interleave``, ``unique_consecutive``, ...) are recorded, then raise.
 """
 import contextlib
 import os
@@ -48,7 +53,6 @@ _READS_VALUE = {
 _VALUE_DEPENDENT_SHAPE = {
     _aten._unique2.default, _aten.unique_dim.default, _aten.unique_consecutive.default,
     _aten.nonzero.default, _aten.masked_select.default, _aten.bincount.default,
-    _aten.repeat_interleave.Tensor,
 }
 _INDEX_OPS = {_aten.index.Tensor, _aten.index_put.default, _aten.index_put_.default,
               _aten._index_put_impl_.default}
@@ -107,13 +111,16 @@ def _sync_reason(func, args: tuple, kwargs: dict) -> str | None:
     tensors = list(_tensors(args, kwargs))
     if func in _READS_VALUE:
         return _READS_VALUE[func] if any(_on_device(t) for t in tensors) else None
-    if func in _VALUE_DEPENDENT_SHAPE:
+    if func in _VALUE_DEPENDENT_SHAPE or (func is _aten.repeat_interleave.Tensor
+                                          and kwargs.get('output_size') is None):
         return ('its output shape depends on device values'
                 if any(_on_device(t) for t in tensors) else None)
     if func in _INDEX_OPS and _on_device(args[0]):
         indices = args[1] if len(args) > 1 else kwargs.get('indices', ())
         if any(isinstance(i, Tensor) and i.dtype == torch.bool for i in indices):
             return 'a boolean mask index: its output shape depends on device values'
+        if any(_host_with_dims(i) for i in indices):  # CUDA copies a host index over
+            return 'a host tensor as an index of a device tensor: an implicit blocking copy'
     if func is _aten._to_copy.default:
         target = kwargs.get('device')
         if target is None or kwargs.get('non_blocking', False):
@@ -125,8 +132,6 @@ def _sync_reason(func, args: tuple, kwargs: dict) -> str | None:
         if non_blocking or not isinstance(src, Tensor):
             return None
         return _copy_reason(src=src.device, dst=dst.device)
-    if any(_on_device(t) for t in tensors) and any(_host_with_dims(t) for t in tensors):
-        return 'a host tensor given to a device op: an implicit blocking copy'
     return None
 
 
@@ -182,9 +187,9 @@ class MetaPlaceholders(TorchDispatchMode):
     """Give the value-dependent calls of a step a result on ``meta`` tensors.
 
     ``torch.unique`` returns one element; a boolean mask, ``nonzero`` and ``masked_select``
-    select every element; ``.item()`` returns 0 and a copy to the host zeros. Used to run a whole step on ``meta`` (FLOP
-    counts, the host-sync audit), where such results never feed a counted matmul or
-    convolution. Real tensors pass untouched.
+    select every element; ``.item()`` returns 0 and a copy to the host zeros. Used to run a
+    whole step on ``meta`` (FLOP counts, the host-sync audit), where such results never feed
+    a counted matmul or convolution. Real tensors pass untouched.
     """
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -196,8 +201,8 @@ class MetaPlaceholders(TorchDispatchMode):
 class HostSyncAudit(MetaPlaceholders):
     """Record the calls that would make the host wait for a CUDA device (module docstring).
 
-    Use it around code that runs on ``meta`` (or on CUDA, where it finds the same calls
-    without waiting for them)::
+    Use it around code that runs on ``meta`` (on CUDA it records the same calls, which then
+    still wait)::
 
         with HostSyncAudit() as audit:
             model.train_step(batch, optim_wrapper)
@@ -257,9 +262,11 @@ def _recording_constructor(audit: HostSyncAudit, owner: object, name: str) -> It
 
     def constructor(*args, **kwargs):
         result = original(*args, **kwargs)
-        data = args[1] if owner is torch.Tensor else (args[0] if args else kwargs.get('data'))
-        from_host = not (isinstance(data, Tensor) and data.device.type != 'cpu')
-        if from_host and isinstance(result, Tensor) and result.device.type != 'cpu':
+        positional = args[1:] if owner is torch.Tensor else args
+        data = positional[0] if positional else kwargs.get('data')
+        # A tensor's copy is a dispatched _to_copy, which the mode records itself.
+        if not isinstance(data, Tensor) and isinstance(result, Tensor) \
+                and result.device.type != 'cpu':
             audit.syncs.append(HostSync(f'torch.{name}', 'a blocking copy from the host to '
                                         'the device (in the constructor)', _caller()))
         return result

@@ -12,6 +12,12 @@ def _meta(*shape, dtype=torch.float32):
     return torch.empty(*shape, dtype=dtype, device='meta')
 
 
+def _recorded_then_raises(call):
+    """A value-dependent call without a placeholder is recorded, then meta raises."""
+    with pytest.raises(RuntimeError, match='meta'):
+        call()
+
+
 @pytest.mark.parametrize('name, call, op', [
     ('item', lambda x: x.sum().item(), 'aten._local_scalar_dense'),
     ('float', lambda x: float(x.sum()), 'aten._local_scalar_dense'),
@@ -31,8 +37,12 @@ def _meta(*shape, dtype=torch.float32):
     ('list index', lambda x: x[[1, 0]], 'Tensor.__getitem__'),
     ('numpy index', lambda x: x[np.array([1, 0])], 'aten._to_copy'),
     ('list setitem', lambda x: x.__setitem__([1, 0], 0.0), 'Tensor.__setitem__'),
-    ('host index tensor', lambda x: x.index_select(0, torch.tensor([1, 0])),
-     'aten.index_select'),
+    ('host index tensor', lambda x: x[torch.tensor([1, 0])], 'aten.index'),
+    ('new_tensor by keyword', lambda x: x.new_tensor(data=[1.0]), 'torch.new_tensor'),
+    ('as_tensor of a host tensor', lambda x: torch.as_tensor(torch.ones(2), device=x.device),
+     'aten._to_copy'),
+    ('repeat_interleave', lambda x: _recorded_then_raises(lambda: torch.repeat_interleave(
+        torch.ones(2, dtype=torch.long, device=x.device))), 'aten.repeat_interleave'),
     ('linalg', lambda x: torch.linalg.inv(x[:, :2, :2].reshape(-1, 2, 2)),
      'aten._linalg_check_errors'),
 ])
@@ -55,6 +65,8 @@ def test_device_work_host_work_and_non_blocking_copies_are_not_recorded():
         torch.rand(3).to('meta', non_blocking=True)
         x[0, 1:2]  # basic indexing
         torch.full((2, ), 3, device='meta')  # made on the device
+        counts = torch.ones(2, dtype=torch.long, device='meta')
+        x.flatten().repeat_interleave(counts.repeat(12)[:24], output_size=48)  # size given
     assert audit.syncs == [] and y.device.type == 'meta'
 
 

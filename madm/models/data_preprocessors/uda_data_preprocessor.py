@@ -23,8 +23,9 @@ class UDASegDataPreProcessor(SegDataPreProcessor):
     Any other batch (validation, test, plain training) is processed as by
     :class:`SegDataPreProcessor`, with one change that gives the same values: the
     BGR→RGB flip is ``Tensor.flip`` on the device. mmseg indexes each image with the
-    Python list ``[2, 1, 0]``, which copies an index to the GPU and waits for it (4 of
-    the 25 host syncs of a training step on the H200, docs/benchmarks.md).
+    Python list ``[2, 1, 0]``, which copies an index to the GPU and waits for it: 4 of
+    the 25 host syncs that ``tools/benchmark.py --host-sync-audit`` found in a training
+    step before (docs/benchmarks.md).
 
     MADM feeds images in [0, 1] RGB: configure ``mean=[0, 0, 0],
     std=[255, 255, 255], bgr_to_rgb=True`` (reference ``pixel_mean=0,

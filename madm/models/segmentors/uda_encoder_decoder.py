@@ -104,7 +104,8 @@ class UDAEncoderDecoder(EncoderDecoder):
         self.pseudo_threshold = pseudo_threshold
         self.pseudo_weight_mode = pseudo_weight_mode
         self.pseudo_class_keep_share = pseudo_class_keep_share
-        self.class_mix_cfg = {'scope': 'batch', 'include_ignore': True, **(class_mix or {})}
+        self.class_mix_cfg = {'scope': 'batch', 'include_ignore': True, 'on_device': False,
+                              **(class_mix or {})}
         self.strong_aug_cfg = dict(strong_aug or {})
         self.generator = torch.Generator().manual_seed(seed)
         self.teacher = self.build_teacher()

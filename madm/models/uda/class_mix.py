@@ -62,7 +62,9 @@ def class_mix_masks(labels: Tensor,
         on_device (bool): Choose with :func:`class_mix_masks_on_device` (fixed-size
             random keys, no host synchronisation; same distribution, another random
             stream) instead of ``torch.unique`` and ``randperm`` (the reference's way,
-            two host waits on a GPU). Not in MADM. Defaults to False.
+            which makes the host wait for a GPU ``1 + N`` times per call with the
+            ``'batch'`` scope and ``2N`` times with ``'image'``). Not in MADM.
+            Defaults to False.
         num_classes (int | None): Classes of the labels; needed by ``on_device``.
 
     Returns:
@@ -109,8 +111,9 @@ def class_mix_masks_on_device(labels: Tensor,
 
     Args:
         labels (Tensor): Source labels, shape (N, H, W), long, with values in
-            ``[0, num_classes)`` or ``ignore_index`` (the datasets check this on load;
-            another value fails in the scatter, on CUDA as a device-side assert).
+            ``[0, num_classes)`` or ``ignore_index``. Another value raises, on a GPU as
+            a device-side assert (an asynchronous check, so no host wait); the reference's
+            way would instead paste it as one more class.
         generator (torch.Generator): Source of the keys: ``N × (C + 1)`` uniform draws a
             call.
         num_classes (int): ``C``.
@@ -122,7 +125,10 @@ def class_mix_masks_on_device(labels: Tensor,
         Tensor: Bool masks, shape (N, H, W); True = take the source pixel.
     """
     n = labels.shape[0]
-    slots = torch.where(labels == ignore_index, num_classes, labels).flatten(1)  # (N, H·W)
+    is_ignored = labels == ignore_index
+    torch._assert_async(((labels >= 0) & (labels < num_classes) | is_ignored).all(),
+                        f'ClassMix labels must lie in [0, {num_classes}) or be {ignore_index}')
+    slots = torch.where(is_ignored, num_classes, labels).flatten(1)  # (N, H·W)
     present = torch.zeros(n, num_classes + 1, dtype=torch.bool, device=labels.device)
     present.scatter_(1, slots, True)
     if scope == 'batch':

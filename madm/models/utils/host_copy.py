@@ -10,7 +10,9 @@ def to_device_async(tensor: Tensor, device: torch.device | str,
     A plain ``.to('cuda')`` from pageable memory waits until the GPU has done its queued
     work. On CUDA the tensor is staged in pinned memory and copied with
     ``non_blocking=True``: the copy is queued behind that work instead, and PyTorch's pinned
-    allocator keeps the staging buffer until the copy has run. To ``meta`` it is a
+    allocator keeps the staging buffer until the copy has run. A tensor that is already
+    pinned is copied from in place, so the caller must not change it until the copy has
+    run (the callers pass fresh tensors). To ``meta`` it is a
     non-blocking ``.to`` (what the host-sync audit checks), elsewhere a plain ``.to``.
 
     Args:

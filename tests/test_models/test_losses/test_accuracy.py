@@ -22,7 +22,7 @@ def test_equals_mmseg_accuracy(ignore_index):
     torch.testing.assert_close(ours, expected.float().view(1))
 
 
-def test_all_ignored_gives_zero_not_nan():
+def test_all_ignored_gives_mmsegs_finite_value():
     logits, label = torch.randn(1, 3, 2, 2), torch.full((1, 2, 2), 255)
     acc = pixel_accuracy(logits, label)
     assert torch.isfinite(acc).all() and float(acc) == pytest.approx(100.0)  # (0 + ε) / (0 + ε)

@@ -141,3 +141,27 @@ def test_host_sync_audit_of_the_class_choice(on_device):
     assert masks.shape == LABELS.shape and masks.device.type == 'meta'
     ops = [s.op for s in audit.syncs]
     assert ops == ([] if on_device else ['aten._unique2'] + ['aten._to_copy'] * 2)
+
+
+@pytest.mark.parametrize('bad', [3, -1, 254])
+def test_on_device_rejects_labels_outside_the_classes(bad):
+    """A label of C would share the ignore slot and be pasted with 255: it raises instead
+    (on a GPU as an asynchronous device-side assert)."""
+    labels = LABELS.clone()
+    labels[0, 0, 0] = bad
+    with pytest.raises(RuntimeError, match=r'ClassMix labels must lie in \[0, 3\) or be 255'):
+        class_mix_masks(labels, torch.Generator().manual_seed(0), on_device=True, num_classes=3)
+
+
+def test_on_device_with_another_ignore_index_and_image_scope_uniformity():
+    labels = torch.where(LABELS == 255, -1, LABELS)
+    gen = torch.Generator().manual_seed(1)
+    counts = {}
+    for _ in range(1200):
+        masks = class_mix_masks(labels, gen, ignore_index=-1, scope='image', on_device=True,
+                                num_classes=3)
+        assert masks[1].all()  # image 1's only class
+        chosen = frozenset(_chosen_classes(labels[0], masks[0]))
+        assert len(chosen) == 2 and chosen <= {0, 1, -1}
+        counts[chosen] = counts.get(chosen, 0) + 1
+    assert len(counts) == 3 and all(abs(c / 1200 - 1 / 3) < 0.05 for c in counts.values())
