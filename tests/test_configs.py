@@ -151,7 +151,7 @@ def test_madm_task_settings_match_method_md(built, task):
     # documented deviation (eval instead of the reference's train mode, method.md §11.2).
     assert (model.teacher_alpha, model.pseudo_threshold) == (0.999, 0.968)
     assert model.teacher_mode == 'eval' and model.teacher_scope == 'head_neck_prompt'
-    assert model.class_mix_cfg == dict(scope='batch', include_ignore=True)
+    assert model.class_mix_cfg == dict(scope='batch', include_ignore=True, on_device=False)
     assert cfg.model.strong_aug == dict(jitter_prob=0.8, blur_prob=0.5)
     # Reference backbone: SD-1.4 taps 5/8/11 with the seed-42 noise, fully fine-tuned.
     assert cfg.model.backbone == dict(type='StableDiffusionBackbone', pretrained=cfg.sd_path,
