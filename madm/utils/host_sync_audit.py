@@ -36,8 +36,9 @@ import contextlib
 import os
 import traceback
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Iterator
+from unittest import mock
 
 import torch
 from torch import Tensor
@@ -231,10 +232,13 @@ class HostSyncAudit(MetaPlaceholders):
 
     def __enter__(self) -> 'HostSyncAudit':
         self._patches.__enter__()
+        # mock.patch.object also undoes a patch of an inherited attribute (Tensor.new_tensor).
         for owner, name in ((torch, 'tensor'), (torch, 'as_tensor'), (torch.Tensor, 'new_tensor')):
-            self._patches.enter_context(_recording_constructor(self, owner, name))
+            self._patches.enter_context(
+                mock.patch.object(owner, name, _recording_constructor(self, owner, name)))
         for name in ('__getitem__', '__setitem__'):
-            self._patches.enter_context(_recording_list_index(self, name))
+            self._patches.enter_context(
+                mock.patch.object(torch.Tensor, name, _recording_list_index(self, name)))
         return super().__enter__()
 
     def __exit__(self, *exc_info) -> None:
@@ -256,8 +260,8 @@ class HostSyncAudit(MetaPlaceholders):
                 'why': {where: why[where] for where, _ in counts.most_common()}}
 
 
-@contextlib.contextmanager
-def _recording_constructor(audit: HostSyncAudit, owner: object, name: str) -> Iterator[None]:
+def _recording_constructor(audit: HostSyncAudit, owner: object, name: str) -> Callable:
+    """``owner.name`` wrapped to record a copy to a device that happens inside it."""
     original = getattr(owner, name)
 
     def constructor(*args, **kwargs):
@@ -271,15 +275,7 @@ def _recording_constructor(audit: HostSyncAudit, owner: object, name: str) -> It
                                         'the device (in the constructor)', _caller()))
         return result
 
-    own = name in vars(owner)  # Tensor.new_tensor is inherited: delete the wrapper, not set
-    setattr(owner, name, constructor)
-    try:
-        yield
-    finally:
-        if own:
-            setattr(owner, name, original)
-        else:
-            delattr(owner, name)
+    return constructor
 
 
 def _holds_list(index: object) -> bool:
@@ -289,8 +285,8 @@ def _holds_list(index: object) -> bool:
     return any(isinstance(p, list) for p in parts)
 
 
-@contextlib.contextmanager
-def _recording_list_index(audit: HostSyncAudit, name: str) -> Iterator[None]:
+def _recording_list_index(audit: HostSyncAudit, name: str) -> Callable:
+    """``Tensor.name`` (``__getitem__``/``__setitem__``) wrapped to record a list index."""
     original = getattr(torch.Tensor, name)
 
     def indexing(self, index, *value):
@@ -299,12 +295,4 @@ def _recording_list_index(audit: HostSyncAudit, name: str) -> Iterator[None]:
                                         'a blocking copy to the device', _caller()))
         return original(self, index, *value)
 
-    own = name in vars(torch.Tensor)
-    setattr(torch.Tensor, name, indexing)
-    try:
-        yield
-    finally:
-        if own:
-            setattr(torch.Tensor, name, original)
-        else:
-            delattr(torch.Tensor, name)
+    return indexing
