@@ -73,6 +73,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--class-mix-on-device', action='store_true',
                         help='ClassMix chooses its classes on the device, without a host sync '
                              '(class_mix.on_device; not in MADM)')
+    parser.add_argument('--deferred-log', action='store_true',
+                        help='the clipped gradient norm stays on the device instead of a '
+                             'float() in the step (DeferredRuntimeInfoHook in training)')
     parser.add_argument('--group-norm-autocast', action='store_true',
                         help="the UNet's and VAE's GroupNorms in the autocast dtype "
                              '(backbone group_norm_precision=autocast) instead of float32')
@@ -124,7 +127,8 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
         compile_head=args.compile_head, compile_mode=args.compile_mode,
         fused_adamw=args.fused_adamw, channels_last=args.channels_last,
         group_norm_autocast=args.group_norm_autocast, non_blocking_input=args.non_blocking_input,
-        class_mix_on_device=args.class_mix_on_device, cudnn_benchmark=args.cudnn_benchmark,
+        class_mix_on_device=args.class_mix_on_device, deferred_log=args.deferred_log,
+        cudnn_benchmark=args.cudnn_benchmark,
         seed=args.seed)
     sizes = tuple(tuple(int(v) for v in hw.lower().split('x')) for hw in args.inference_sizes)
     if args.sweep:

@@ -20,8 +20,8 @@ Measurement choices:
   copy of the model built on the ``meta`` device, so nothing is computed or allocated and the
   real-scale count runs on any machine. Matmuls, convolutions and attention are counted (on
   meta, SDPA decomposes into counted matmuls; the counter would miss the CPU's fused SDPA
-  kernel); the elementwise work and the optimizer are not. Gradient checkpointing is off in that copy, so the
-  count is *model* FLOPs without recomputation, the numerator of MFU.
+  kernel); the elementwise work and the optimizer are not. Gradient checkpointing is off in that
+  copy, so the count is *model* FLOPs without recomputation, the numerator of MFU.
 * **MFU** = FLOPs per iteration / median seconds per iteration / the device's dense bf16 peak
   (:data:`PEAK_BF16_TFLOPS`; a CPU has no entry, pass ``peak_tflops``).
 * **Mixed precision**: on CUDA, mmengine's ``AmpOptimWrapper`` as the Runner builds it from the
@@ -55,6 +55,7 @@ from mmseg.structures import SegDataSample
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
+from madm.utils.deferred_scalars import DeferredScalars, defer_grad_norm_log
 from madm.utils.host_sync_audit import HostSyncAudit, MetaPlaceholders
 
 AmpMode = Literal['bf16', 'fp16', 'none']
@@ -122,6 +123,10 @@ class BenchmarkSettings:
         class_mix_on_device (bool): ClassMix chooses its classes on the device, without a
             host synchronisation (the segmentor's ``class_mix.on_device``; not in MADM).
             Defaults to False.
+        deferred_log (bool): The clipped gradient norm stays on the device instead of being
+            logged with ``float()`` inside the step (what ``DeferredRuntimeInfoHook`` does in
+            training, :func:`madm.utils.deferred_scalars.defer_grad_norm_log`). Defaults to
+            False.
         cudnn_benchmark (bool): ``torch.backends.cudnn.benchmark`` (autotuned convolution
             algorithms; the Runner's ``env_cfg.cudnn_benchmark``). Defaults to False.
         seed (int): Seed of the weights and of the synthetic batch. Defaults to 0.
@@ -148,6 +153,7 @@ class BenchmarkSettings:
     group_norm_autocast: bool = False
     non_blocking_input: bool = False
     class_mix_on_device: bool = False
+    deferred_log: bool = False
     cudnn_benchmark: bool = False
     seed: int = 0
 
@@ -439,7 +445,10 @@ def build_benchmark_optim_wrapper(model: nn.Module, cfg: Config,
 
     Returns:
         OptimWrapper: ``AmpOptimWrapper`` on CUDA with autocast, a plain ``OptimWrapper`` for
-        ``amp='none'``, :class:`CPUAutocastOptimWrapper` on CPU with autocast.
+        ``amp='none'``, :class:`CPUAutocastOptimWrapper` on CPU with autocast. With
+        ``settings.deferred_log`` its gradient norm goes to a
+        :class:`~madm.utils.deferred_scalars.DeferredScalars` that nothing reads (a benchmark
+        logs nothing), instead of to the message hub.
     """
     wrapper_cfg = copy.deepcopy(cfg.optim_wrapper)
     for key in ('type', 'dtype', 'loss_scale'):
@@ -447,7 +456,10 @@ def build_benchmark_optim_wrapper(model: nn.Module, cfg: Config,
     if settings.fused_adamw:
         wrapper_cfg.optimizer.fused = True
     with _quiet_logger():  # the param-wise builder logs a line per SD-1.4 norm and bias
-        return _build_optim_wrapper(model, wrapper_cfg, settings)
+        wrapper = _build_optim_wrapper(model, wrapper_cfg, settings)
+    if settings.deferred_log:
+        defer_grad_norm_log(wrapper, DeferredScalars())
+    return wrapper
 
 
 @contextlib.contextmanager
@@ -932,8 +944,8 @@ def format_markdown(result: BenchmarkResult) -> str:
          f"{s['head_with_cp']} / {s['head_resize'] or 'config'} / {s['compile_head']}"),
         ('GroupNorm in autocast dtype / compile mode / channels-last',
          f"{s['group_norm_autocast']} / {s['compile_mode']} / {s['channels_last']}"),
-        ('non-blocking input / ClassMix on device',
-         f"{s['non_blocking_input']} / {s['class_mix_on_device']}"),
+        ('non-blocking input / ClassMix on device / deferred grad-norm log',
+         f"{s['non_blocking_input']} / {s['class_mix_on_device']} / {s['deferred_log']}"),
         ('trainable parameters', f'{result.params_trainable / 1e6:.2f} M'),
         ('s/iter (median)', f'{result.sec_per_iter:.4f}'),
         ('it/s', f'{result.iter_per_sec:.3f}'),
@@ -962,8 +974,8 @@ ALL_LEVERS = dict(gradient_checkpointing=True, vae_dtype='bfloat16', fusion_stri
 #: Overrides of the fastest eager setting at the reference fusion (fifth session, H100:
 #: 0.914 s/iter).
 BEST_EAGER = dict(amp='bf16', head_resize='matmul', vae_dtype='bfloat16', fused_adamw=True)
-#: The step's host syncs down to mmengine's grad-norm log (``--host-sync-audit``: 25 → 1).
-NO_HOST_SYNCS = dict(non_blocking_input=True, class_mix_on_device=True)
+#: The step without host syncs (``--host-sync-audit``: 25 before the eleventh session, 0 here).
+NO_HOST_SYNCS = dict(non_blocking_input=True, class_mix_on_device=True, deferred_log=True)
 #: Issue 8's levers as (name, overrides of the baseline settings). The first sessions' sweep
 #: comes first, most important first and compilation last (its warm-up is the longest), so
 #: that a run cut short by its deadline still has the baseline, the combined setting and the

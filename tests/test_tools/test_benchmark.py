@@ -83,7 +83,8 @@ def test_host_sync_audit_of_a_whole_step(tmp_path, capsys):
     """The meta audit of one training step: by default the 6 blocking input copies and
     ClassMix's reference draw (unique + one index copy per image) are left, besides
     mmengine's grad-norm log; with non-blocking input and ClassMix on the device only the
-    latter. The flip, the augmentation, the accuracy and the DPLG log wait for nothing."""
+    latter, and with the deferred log none. The flip, the augmentation, the accuracy and the
+    DPLG log wait for nothing."""
     cfg = event_cfg()
     default = audit_host_syncs_on_meta(cfg, tiny_settings())
     clip = 'mmengine/optim/optimizer/optimizer_wrapper.py'
@@ -106,6 +107,15 @@ def test_host_sync_audit_of_a_whole_step(tmp_path, capsys):
     assert audit['total'] == 1 and list(audit['where'])[0].startswith(clip)
     assert 'reads a device value on the host' in list(audit['why'].values())[0]
     assert 'Host syncs per training step (meta audit): 1' in capsys.readouterr().out
+
+    benchmark_tool.main([EVENT_CONFIG, '--preset', 'tiny', '--size', '64', '64',
+                         '--host-sync-audit', '--non-blocking-input', '--class-mix-on-device',
+                         '--deferred-log', '--out', str(out)])
+    with open(out) as f:
+        saved = json.load(f)
+    assert saved['settings']['deferred_log'] is True
+    assert saved['host_sync_audit'] == {'total': 0, 'where': {}, 'why': {}}
+    assert 'Host syncs per training step (meta audit): 0' in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -300,7 +310,7 @@ def test_default_sweep_names_are_unique_and_cover_every_lever():
                        'fusion_stride', 'fused_adamw', 'compile', 'cudnn_benchmark',
                        'channels_last', 'head_with_cp', 'head_resize', 'compile_head',
                        'group_norm_autocast', 'compile_mode', 'non_blocking_input',
-                       'class_mix_on_device'}
+                       'class_mix_on_device', 'deferred_log'}
     assert set(toggled) <= {f.name for f in dataclasses.fields(BenchmarkSettings)}
 
 

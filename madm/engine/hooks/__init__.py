@@ -1,7 +1,8 @@
+from .deferred_runtime_info_hook import DeferredRuntimeInfoHook
 from .rng_state_hook import RNGStateHook
 from .target_bn_statistics_hook import TargetBNStatisticsHook
 from .uda_visualization_hook import UDAVisualizationHook
 from .weights_only_checkpoint_hook import WeightsOnlyCheckpointHook
 
-__all__ = ['RNGStateHook', 'TargetBNStatisticsHook', 'UDAVisualizationHook',
-           'WeightsOnlyCheckpointHook']
+__all__ = ['DeferredRuntimeInfoHook', 'RNGStateHook', 'TargetBNStatisticsHook',
+           'UDAVisualizationHook', 'WeightsOnlyCheckpointHook']

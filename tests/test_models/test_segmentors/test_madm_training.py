@@ -67,3 +67,48 @@ def test_three_iterations_then_exact_resume(tmp_path):
     resumed_rows = [r for r in _scalars(resumed) if 'dplg.timestep' in r and r['iter'] == 3]
     assert resumed_rows[-1]['dplg.timestep'] == rows[2]['dplg.timestep']
     assert resumed_rows[-1]['src.loss_ce'] == pytest.approx(rows[2]['src.loss_ce'], rel=1e-6)
+
+
+def test_deferred_runtime_info_hook_logs_what_the_default_logs(tmp_path):
+    """The MADM step's log values, kept on the device between log points
+    (``DeferredRuntimeInfoHook``), end up in the same log lines; training is unchanged."""
+    source = write_tiny_seg_dataset(str(tmp_path / 'src'), seed=0)
+    target = write_tiny_seg_dataset(str(tmp_path / 'tgt'), seed=1)
+    runs = {}
+    for hook in ('RuntimeInfoHook', 'DeferredRuntimeInfoHook'):
+        work_dir = str(tmp_path / hook)
+        _train(work_dir, source, target,
+               ['--cfg-options', f'default_hooks.runtime_info.type={hook}',
+                'default_hooks.logger.interval=2'])
+        rows = [{k: v for k, v in r.items() if k not in ('time', 'data_time')}
+                for r in _scalars(work_dir)]
+        state = torch.load(osp.join(work_dir, 'iter_3.pth'), map_location='cpu',
+                           weights_only=True)
+        runs[hook] = rows, state
+    (rows, state), (deferred_rows, deferred_state) = runs.values()
+    assert [r['iter'] for r in rows if 'src.loss_ce' in r] == [2]  # 3 is the ignored last
+    assert deferred_rows == rows
+    for hub in (state['message_hub'], deferred_state['message_hub']):
+        for timing in ('train/time', 'train/data_time'):
+            assert hub['log_scalars'].pop(timing)
+    # Everything logged (the runtime info differs: it holds the config and the run's name).
+    _assert_same(state['message_hub']['log_scalars'],
+                 deferred_state['message_hub']['log_scalars'])
+    for key, value in state['state_dict'].items():
+        assert torch.equal(value, deferred_state['state_dict'][key]), key
+
+
+def _assert_same(a, b, where='log_scalars'):
+    assert type(a) is type(b), where
+    if isinstance(a, dict):
+        assert list(a) == list(b), where
+        for key in a:
+            _assert_same(a[key], b[key], f'{where}.{key}')
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f'{where}[{i}]')
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
