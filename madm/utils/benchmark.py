@@ -458,6 +458,7 @@ def build_benchmark_optim_wrapper(model: nn.Module, cfg: Config,
     with _quiet_logger():  # the param-wise builder logs a line per SD-1.4 norm and bias
         wrapper = _build_optim_wrapper(model, wrapper_cfg, settings)
     if settings.deferred_log:
+        # Never flushed: it keeps one 0-d tensor per step, a few bytes over a benchmark.
         defer_grad_norm_log(wrapper, DeferredScalars())
     return wrapper
 
@@ -974,7 +975,8 @@ ALL_LEVERS = dict(gradient_checkpointing=True, vae_dtype='bfloat16', fusion_stri
 #: Overrides of the fastest eager setting at the reference fusion (fifth session, H100:
 #: 0.914 s/iter).
 BEST_EAGER = dict(amp='bf16', head_resize='matmul', vae_dtype='bfloat16', fused_adamw=True)
-#: The step without host syncs (``--host-sync-audit``: 25 before the eleventh session, 0 here).
+#: The step without host syncs (``--host-sync-audit``: 10 by default, 0 with these; fp16's
+#: GradScaler would add its inf check).
 NO_HOST_SYNCS = dict(non_blocking_input=True, class_mix_on_device=True, deferred_log=True)
 #: Issue 8's levers as (name, overrides of the baseline settings). The first sessions' sweep
 #: comes first, most important first and compilation last (its warm-up is the longest), so

@@ -10,8 +10,10 @@ turns them into numbers in one go (one device-to-host copy per device and dtype)
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from mmengine.logging import MessageHub
 from mmengine.optim import OptimWrapper, OptimWrapperDict
@@ -35,13 +37,21 @@ class DeferredScalars:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, key: str, value) -> None:
-        """Keep ``value`` for ``key``; a tensor must hold one element (checked on the host)."""
-        if isinstance(value, torch.Tensor):
-            if value.numel() != 1:
+    def add(self, key: str, value: torch.Tensor | np.ndarray | np.number | int | float) -> None:
+        """Keep ``value`` for ``key``.
+
+        Checked here (on the host, without reading a device value), so that a bad value fails
+        in the iteration that logs it, as with mmengine, rather than at the next flush.
+        """
+        if isinstance(value, (torch.Tensor, np.ndarray)):
+            if math.prod(value.shape) != 1:
                 raise ValueError(f'{key!r}: a logged scalar must have one element, '
-                                 f'got a tensor of shape {tuple(value.shape)}')
-            value = value.detach()
+                                 f'got an array of shape {tuple(value.shape)}')
+            if isinstance(value, torch.Tensor):
+                value = value.detach()
+        elif not isinstance(value, (int, float, np.number)):
+            raise TypeError(f'{key!r}: a logged scalar must be a number or a one-element '
+                            f'tensor or array, got {type(value).__name__}')
         self._pending.append((key, value))
 
     def flush(self, message_hub: MessageHub) -> None:

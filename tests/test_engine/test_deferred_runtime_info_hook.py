@@ -1,6 +1,7 @@
 """``DeferredRuntimeInfoHook`` in a real mmengine Runner, against mmengine's ``RuntimeInfoHook``."""
 import copy
 import json
+from unittest import mock
 
 import pytest
 import torch
@@ -82,16 +83,22 @@ def _train(tmp_path, runtime_info: dict, name: str):
                                            by_epoch=False)),
         custom_hooks=[probe], log_processor=dict(by_epoch=False, window_size=LOG_INTERVAL),
         default_scope='mmseg', randomness=dict(seed=0))
-    reads = _ScalarReads()
-    with reads:
+    reads, copies, tolist = _ScalarReads(), [], torch.Tensor.tolist
+
+    def counting_tolist(tensor):
+        copies.append(tensor.numel())
+        return tolist(tensor)
+
+    with reads, mock.patch.object(torch.Tensor, 'tolist', counting_tolist):
         runner.train()
+    restored = runner.optim_wrapper.clip_func is torch.nn.utils.clip_grad_norm_
     histories = {key: [v.tolist() for v in runner.message_hub.get_scalar(key).data]
                  for key in KEYS}
     keys = list(runner.message_hub.log_scalars)
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     logs = _logged_lines(tmp_path / name)
     return dict(histories=histories, keys=keys, weights=weights, probe=probe,
-                reads=reads.count, logs=logs)
+                reads=reads.count, copies=copies, restored=restored, logs=logs)
 
 
 def _logged_lines(work_dir) -> list[dict]:
@@ -105,11 +112,14 @@ def _logged_lines(work_dir) -> list[dict]:
 def runs(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp('deferred_runtime_info')
     return (_train(tmp_path, dict(type='RuntimeInfoHook'), 'immediate'),
-            _train(tmp_path, dict(type='DeferredRuntimeInfoHook'), 'deferred'))
+            _train(tmp_path, dict(type='DeferredRuntimeInfoHook'), 'deferred'),
+            # Extra flush points that do not divide the logger's interval.
+            _train(tmp_path, dict(type='DeferredRuntimeInfoHook', flush_interval=2), 'every2'))
 
 
-def test_the_logs_and_checkpoints_are_those_of_mmengines_hook(runs):
-    immediate, deferred = runs
+@pytest.mark.parametrize('variant', [1, 2], ids=['deferred', 'flush_interval=2'])
+def test_the_logs_and_checkpoints_are_those_of_mmengines_hook(runs, variant):
+    immediate, deferred = runs[0], runs[variant]
     assert deferred['histories'] == immediate['histories']
     assert deferred['keys'] == immediate['keys']  # the log lines' order
     assert len(immediate['histories']['train/grad_norm'][0]) == MAX_ITERS
@@ -122,19 +132,24 @@ def test_the_logs_and_checkpoints_are_those_of_mmengines_hook(runs):
                 saved[key].data[0].tolist()
     for key, value in immediate['weights'].items():
         assert torch.equal(deferred['weights'][key], value)  # training itself is untouched
+    assert deferred['restored']  # the optimiser wrapper clips and logs as before after train
 
 
 def test_values_wait_on_the_device_until_a_log_point(runs):
-    immediate, deferred = runs
+    immediate, deferred, every2 = runs
     assert immediate['probe'].seen == [1, 2, 3, 4, 5, 6, 7]
     # Flushed at the first iteration (new keys), at the logger's iterations 3 and 6, at the
     # end of the dataloader's epoch (iteration 4, where the LoggerHook logs unless
     # ignore_last) and at the last iteration; the checkpoint at 5 is flushed after the probe
     # has looked.
     assert deferred['probe'].seen == [1, 1, 3, 4, 4, 6, 7]
-    # mmengine reads 3 losses and the gradient norm into Python numbers at every iteration;
-    # the deferred hook copies them to the host in groups, without reading them one by one.
+    assert every2['probe'].seen == [1, 2, 3, 4, 4, 6, 7]  # and at 2, 4, 6
+    # mmengine reads 3 losses and the gradient norm into Python numbers, one by one, at every
+    # iteration (28 reads); the deferred hook copies them to the host in one batch per flush
+    # (all float32): at 1, 3, 4, the checkpoint at 5, 6 and 7.
     assert immediate['reads'] - deferred['reads'] == MAX_ITERS * 4
+    assert immediate['copies'] == []
+    assert deferred['copies'] == [4, 8, 4, 4, 4, 4]
 
 
 def test_flush_interval_must_be_positive():

@@ -75,9 +75,13 @@ def test_keeping_a_device_value_makes_the_host_wait_for_nothing():
     assert audit.summary()['total'] == 1
 
 
-def test_a_tensor_of_several_values_is_refused_when_added():
+def test_what_mmengine_would_refuse_is_refused_when_added():
     with pytest.raises(ValueError, match="'train/loss'.*shape \\(2,\\)"):
         DeferredScalars().add('train/loss', torch.ones(2))
+    with pytest.raises(ValueError, match="'train/acc'.*shape \\(2, 1\\)"):
+        DeferredScalars().add('train/acc', np.ones((2, 1)))
+    with pytest.raises(TypeError, match="'train/note'.*str"):
+        DeferredScalars().add('train/note', 'high')
 
 
 def _model_and_grads(seed: int = 0) -> nn.Module:
@@ -123,6 +127,7 @@ def test_wrappers_without_norm_clipping_are_left_alone():
     by_norm = _wrapper(model, 'grad_norm_dict', max_norm=1.0)
     wrappers = OptimWrapperDict(a=no_clip, b=by_value, c=by_norm)
     restore = defer_grad_norm_log(wrappers, DeferredScalars())
+    assert not hasattr(no_clip, 'clip_func')
     assert by_value.clip_func is torch.nn.utils.clip_grad_value_
     assert by_norm.clip_func is not torch.nn.utils.clip_grad_norm_
     restore()
