@@ -16,8 +16,14 @@ No SD folder and no dataset are read: the backbone is the chosen preset with ran
 the batches synthetic.
 FLOPs are counted on a meta-device copy (``--flops-only`` stops there, e.g. for sd14 at 512x512
 on a machine that cannot run it). ``--host-sync-audit`` lists, from a meta-device step, the calls
-that would make the host wait for a GPU (``madm.utils.host_sync_audit``). See
-madm/utils/benchmark.py for how each number is measured.
+that would make the host wait for a GPU (``madm.utils.host_sync_audit``).
+``--memory-estimate`` estimates a step's peak GPU memory on the meta device, on any machine
+(``madm.utils.meta_memory``; with ``--sweep``, of each variant):
+
+    python tools/benchmark.py configs/madm/rgb2depth.py --preset sd14 --memory-estimate \
+        --fusion-stride 4 --vae-dtype bfloat16 --fused-adamw
+
+See madm/utils/benchmark.py for how each number is measured.
 Prints a markdown table at the end; ``--out`` also writes it as JSON.
 """
 import argparse
@@ -28,8 +34,11 @@ from mmengine.config import Config, DictAction
 
 from madm.utils import atomic_write_json
 from madm.utils.benchmark import (LEVER_SWEEP, BenchmarkSettings, audit_host_syncs_on_meta,
-                                  count_flops_on_meta, format_host_sync_audit, format_markdown,
-                                  format_sweep_markdown, run_benchmark, run_lever_sweep)
+                                  count_flops_on_meta, estimate_memory_of_variants,
+                                  estimate_peak_memory_on_meta, format_host_sync_audit,
+                                  format_markdown, format_memory_estimate,
+                                  format_memory_estimates_markdown, format_sweep_markdown,
+                                  run_benchmark, run_lever_sweep)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,8 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=3, help='untimed iterations first')
     parser.add_argument('--amp', choices=('bf16', 'fp16', 'none'), default='bf16',
                         help='autocast dtype; fp16 adds a dynamic GradScaler (the reference)')
-    parser.add_argument('--grad-checkpointing', action='store_true',
-                        help='recompute UNet activations in backward')
+    parser.add_argument('--grad-checkpointing', action='store_true', default=None,
+                        help="recompute UNet activations in backward (default: the config's)")
     parser.add_argument('--attention', choices=('sdpa', 'math'), default='sdpa')
     parser.add_argument('--vae-dtype', choices=('float32', 'float16', 'bfloat16'), default=None,
                         help="VAE weight dtype (it always runs without grad); default: config's")
@@ -90,6 +99,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--host-sync-audit', action='store_true',
                         help='only list the calls of a step that would make the host wait for '
                              'a GPU, found on the meta device; run nothing')
+    parser.add_argument('--memory-estimate', action='store_true',
+                        help="only estimate a training step's peak GPU memory on the meta "
+                             'device (autocast emulated as on CUDA); run nothing. With '
+                             '--sweep: of each variant')
     parser.add_argument('--inference-sizes', nargs='*', default=['512x512', '448x640'],
                         metavar='HxW', help='sizes of the inference images/s timing; default: '
                         "512x512 and DSEC's 640x440 padded to 640x448 (W x H); none skips it")
@@ -144,6 +157,10 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
                                  f'{[name for name, _ in LEVER_SWEEP]}')
             by_name = dict(LEVER_SWEEP)
             variants = tuple((name, by_name[name]) for name in args.only)  # in the given order
+        if args.memory_estimate:
+            results = estimate_memory_of_variants(cfg, settings, variants, on_result=save)
+            print(format_memory_estimates_markdown(results))
+            return results
         results = run_lever_sweep(cfg, settings, variants=variants, inference_sizes=sizes,
                                   deadline_s=args.deadline_s, peak_tflops=args.peak_tflops,
                                   profile_for=tuple(args.profile or ()), on_result=save)
@@ -152,7 +169,14 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
                 print(f"\n### profile of one step: {entry['name']}\n{entry['profile']}")
         print(format_sweep_markdown(results))
         return results
-    if args.host_sync_audit:
+    if args.memory_estimate:
+        try:
+            estimate = estimate_peak_memory_on_meta(cfg, settings)
+        except ValueError as error:  # a lever the estimate does not model
+            raise SystemExit(f'--memory-estimate: {error}') from None
+        print(format_memory_estimate(estimate, settings))
+        result = dict(settings=vars(settings), memory_estimate=estimate)
+    elif args.host_sync_audit:
         audit = audit_host_syncs_on_meta(cfg, settings)
         print(format_host_sync_audit(audit))
         result = dict(settings=vars(settings), host_sync_audit=audit)

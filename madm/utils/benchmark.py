@@ -57,6 +57,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from madm.utils.deferred_scalars import DeferredScalars, defer_grad_norm_log
 from madm.utils.host_sync_audit import HostSyncAudit, MetaPlaceholders
+from madm.utils.meta_memory import EmulatedCUDAAutocast, LiveMemoryTracker
 
 AmpMode = Literal['bf16', 'fp16', 'none']
 _AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'none': None}
@@ -93,8 +94,9 @@ class BenchmarkSettings:
         warmup (int): Untimed iterations before them. Defaults to 3.
         amp (Literal['bf16', 'fp16', 'none']): Autocast dtype; fp16 adds a dynamic GradScaler
             (the reference, method.md §7). Defaults to 'bf16'.
-        gradient_checkpointing (bool): Recompute UNet activations in backward.
-            Defaults to False.
+        gradient_checkpointing (bool | None): Recompute UNet activations in backward; None
+            keeps the config's (off in the reference configs, on in the ``_1gpu-24gb`` ones).
+            Defaults to None.
         attention (Literal['sdpa', 'math']): Attention kernel. Defaults to 'sdpa'.
         vae_dtype (Literal['float32', 'float16', 'bfloat16'] | None): VAE weight dtype (the VAE
             always runs without grad); None keeps the config's. Defaults to None.
@@ -139,7 +141,7 @@ class BenchmarkSettings:
     iters: int = 10
     warmup: int = 3
     amp: AmpMode = 'bf16'
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | None = None
     attention: Literal['sdpa', 'math'] = 'sdpa'
     vae_dtype: Literal['float32', 'float16', 'bfloat16'] | None = None
     fusion_stride: int | None = None
@@ -253,10 +255,11 @@ def benchmark_model_cfg(cfg: Config, settings: BenchmarkSettings, *,
                          f"StableDiffusionBackbone, got {backbone.get('type')!r}.")
     backbone.pop('pretrained', None)
     backbone.update(preset=settings.preset, attention=settings.attention,
-                    channels_last=settings.channels_last,
-                    gradient_checkpointing=(settings.gradient_checkpointing
-                                            if gradient_checkpointing is None
-                                            else gradient_checkpointing))
+                    channels_last=settings.channels_last)
+    if gradient_checkpointing is None:
+        gradient_checkpointing = settings.gradient_checkpointing
+    if gradient_checkpointing is not None:
+        backbone.gradient_checkpointing = gradient_checkpointing
     if settings.vae_dtype is not None:
         backbone.vae_dtype = settings.vae_dtype
     if settings.group_norm_autocast:
@@ -467,7 +470,8 @@ def build_benchmark_optim_wrapper(model: nn.Module, cfg: Config,
 def _quiet_logger() -> Iterator[None]:
     logger = MMLogger.get_current_instance()
     level = logger.level
-    logger.setLevel(logging.WARNING)
+    # ERROR: the builder also warns once per frozen parameter (every VAE and teacher weight).
+    logger.setLevel(logging.ERROR)
     try:
         yield
     finally:
@@ -560,13 +564,171 @@ def audit_host_syncs_on_meta(cfg: Config, settings: BenchmarkSettings) -> dict:
     model = build_benchmark_model(cfg, settings, 'meta')
     optim_wrapper = build_benchmark_optim_wrapper(model, cfg, settings)
     batch = synthetic_batch(settings.batch_size, settings.size, model.num_classes, settings.seed)
+    audit = HostSyncAudit()
+    _second_meta_step_under(audit, model, optim_wrapper, batch)
+    return audit.summary()
+
+
+def _second_meta_step_under(mode: MetaPlaceholders, model: nn.Module,
+                            optim_wrapper: OptimWrapper, batch: dict) -> None:
+    """Two training steps on ``meta``, the second under ``mode``: the first creates the
+    optimizer's state and moves the noise schedule to the device (diffusers' ``add_noise``),
+    once, as a GPU run's warm-up does."""
     _set_iter(1)
     with MetaPlaceholders():
         model.train_step(batch, optim_wrapper)
     _set_iter(2)
-    with HostSyncAudit() as audit:
+    with mode:
         model.train_step(batch, optim_wrapper)
-    return audit.summary()
+
+
+class MetaAutocastOptimWrapper(OptimWrapper):
+    """``AmpOptimWrapper``'s autocast for a model on ``meta``: CUDA's casts, emulated.
+
+    :class:`~madm.utils.meta_memory.EmulatedCUDAAutocast` around the forward, as
+    ``AmpOptimWrapper.optim_context`` puts ``torch.autocast('cuda')`` there, and around
+    backward without the weight-cast cache, for what gradient checkpointing recomputes (it
+    restores the forward's autocast state). No loss scaling: fp16's GradScaler keeps a few
+    scalars and unscales the gradients in place.
+
+    Args:
+        dtype (torch.dtype): Autocast dtype.
+        fused_attention (bool): SDPA as the fused CUDA kernels run it. Defaults to True.
+        **kwargs: :class:`mmengine.optim.OptimWrapper` arguments.
+    """
+
+    def __init__(self, dtype: torch.dtype, *, fused_attention: bool = True, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.cast_dtype = dtype
+        self.fused_attention = fused_attention
+        self._model: nn.Module | None = None
+
+    def backward(self, loss: Tensor, **kwargs) -> None:
+        if kwargs:
+            raise ValueError(f'MetaAutocastOptimWrapper.backward takes no options, got {kwargs}')
+        EmulatedCUDAAutocast(self.cast_dtype, fused_attention=self.fused_attention,
+                             cache_weight_casts=False, modules=self._model).backward(loss)
+        self._inner_count += 1
+
+    @contextlib.contextmanager
+    def optim_context(self, model: nn.Module) -> Iterator[None]:
+        self._model = model
+        with super().optim_context(model), EmulatedCUDAAutocast(
+                self.cast_dtype, fused_attention=self.fused_attention, modules=model):
+            yield
+
+
+def estimate_peak_memory_on_meta(cfg: Config, settings: BenchmarkSettings) -> dict:
+    """Peak CUDA memory of a training step at ``settings``, estimated without a GPU.
+
+    The model is built on ``meta`` with ``settings``' preset, batch, size and levers; one step
+    runs first (it creates the optimizer's state), then a second one under
+    :class:`~madm.utils.meta_memory.LiveMemoryTracker`, which counts what is live before the
+    step (weights, EMA teacher, optimizer state) and every tensor the step allocates, each
+    rounded to the allocator's 512-byte blocks. That is the counterpart of
+    ``torch.cuda.max_memory_allocated`` over the timed iterations of :func:`run_benchmark`.
+    Autocast is CUDA's, emulated (:class:`MetaAutocastOptimWrapper`); SDPA keeps what the
+    fused kernels keep. AdamW runs as CUDA's default, the ``foreach`` form with its
+    whole-group temporaries; ``fused_adamw`` runs it one parameter at a time, which, like the
+    fused kernel, needs no such temporaries. Not counted: cuBLAS/cuDNN workspaces and
+    fragmentation (module docstring of :mod:`madm.utils.meta_memory`).
+
+    Args:
+        cfg (Config): The task config.
+        settings (BenchmarkSettings): Preset, batch size, size and levers. Compilation is
+            refused: what inductor keeps for backward is not modelled.
+
+    Returns:
+        dict: ``peak_bytes`` (the estimate), ``resident_bytes`` (live when the step starts),
+        ``peak_op`` (the operator at the peak), ``params_bytes``, ``trainable_params``.
+    """
+    if settings.compile or settings.compile_head:
+        raise ValueError('The meta memory estimate does not model torch.compile; estimate '
+                         'the uncompiled variant (compile usually needs less).')
+    dtype = _AMP_DTYPES[settings.amp]
+    gc.collect()
+    model = build_benchmark_model(cfg, settings, 'meta')
+    wrapper = build_benchmark_optim_wrapper(model, cfg, dataclasses.replace(settings, amp='none'))
+    # meta has no fused AdamW kernel; one parameter at a time needs no more memory than it.
+    fused = settings.fused_adamw or bool(wrapper.optimizer.defaults.get('fused'))
+    for group in wrapper.optimizer.param_groups:
+        group.update(fused=False, foreach=not fused)
+    if dtype is not None:
+        wrapper = MetaAutocastOptimWrapper(
+            dtype, fused_attention=settings.attention == 'sdpa', optimizer=wrapper.optimizer,
+            clip_grad=cfg.optim_wrapper.get('clip_grad'))
+        if settings.deferred_log:
+            defer_grad_norm_log(wrapper, DeferredScalars())
+    batch = synthetic_batch(settings.batch_size, settings.size, model.num_classes, settings.seed)
+    tracker = LiveMemoryTracker()
+    _second_meta_step_under(tracker, model, wrapper, batch)
+    params = list(model.parameters())
+    summary = dict(peak_bytes=tracker.peak, resident_bytes=tracker.resident,
+                   peak_op=tracker.peak_op,
+                   params_bytes=sum(p.numel() * p.element_size() for p in params),
+                   trainable_params=sum(p.numel() for p in params if p.requires_grad))
+    del model, wrapper, tracker
+    gc.collect()
+    return summary
+
+
+def format_memory_estimate(summary: dict, settings: BenchmarkSettings) -> str:
+    """A few lines on :func:`estimate_peak_memory_on_meta`'s result."""
+    gib = 2 ** 30
+    return '\n'.join([
+        f'Peak memory of a training step (meta estimate, {settings.amp}, batch '
+        f'{settings.batch_size}, {settings.size[0]}x{settings.size[1]}): '
+        f"{summary['peak_bytes'] / gib:.2f} GiB",
+        f"  live when the step starts (weights, EMA teacher, optimizer state): "
+        f"{summary['resident_bytes'] / gib:.2f} GiB; weights alone "
+        f"{summary['params_bytes'] / gib:.2f} GiB ({summary['trainable_params']:,} trainable)",
+        f"  reached at: {summary['peak_op']}",
+        '  not counted: cuBLAS/cuDNN workspaces, fragmentation (max_memory_reserved)'])
+
+
+def estimate_memory_of_variants(cfg: Config, base: BenchmarkSettings,
+                               variants: tuple[tuple[str, dict], ...] = (), *,
+                               on_result: Callable[[list[dict]], None] | None = None
+                               ) -> list[dict]:
+    """:func:`estimate_peak_memory_on_meta` of each variant (``(name, overrides)``).
+
+    Variants the estimate does not model (compiled ones) are recorded with their reason.
+
+    Args:
+        cfg (Config): The task config.
+        base (BenchmarkSettings): Settings each variant overrides.
+        variants (tuple[tuple[str, dict], ...]): Names and overrides, e.g. ``LEVER_SWEEP``.
+        on_result (Callable | None): Called with the list so far after each variant.
+
+    Returns:
+        list[dict]: Per variant, ``name``, ``settings`` and the estimate's keys, or
+        ``not_modelled`` with the reason.
+    """
+    results = []
+    for name, overrides in variants or LEVER_SWEEP:
+        settings = dataclasses.replace(base, **overrides)
+        entry = dict(name=name, settings=asdict(settings))
+        try:
+            entry.update(estimate_peak_memory_on_meta(cfg, settings))
+        except ValueError as error:
+            entry['not_modelled'] = str(error)
+        results.append(entry)
+        if on_result is not None:
+            on_result(results)
+    return results
+
+
+def format_memory_estimates_markdown(results: list[dict]) -> str:
+    """A markdown table of :func:`estimate_memory_of_variants`' results."""
+    gib = 2 ** 30
+    lines = ['| variant | estimated peak GiB (meta) | live at step start GiB |', '|---|---|---|']
+    for entry in results:
+        if 'not_modelled' in entry:
+            lines.append(f"| {entry['name']} | not modelled (compiled) | |")
+        else:
+            lines.append(f"| {entry['name']} | {entry['peak_bytes'] / gib:.2f} | "
+                         f"{entry['resident_bytes'] / gib:.2f} |")
+    return '\n'.join(lines)
 
 
 def format_host_sync_audit(summary: dict) -> str:
@@ -927,6 +1089,10 @@ def _run_benchmark(cfg: Config, settings: BenchmarkSettings, device: torch.devic
         fp32_check=fp32_check, host_syncs=host_syncs, profile=profile_table)
 
 
+def _or_config(value: object) -> str:
+    return 'config' if value is None else str(value)
+
+
 def format_markdown(result: BenchmarkResult) -> str:
     """Render a result as markdown tables (metrics, then the fp32 check if any)."""
     s = result.settings
@@ -937,9 +1103,9 @@ def format_markdown(result: BenchmarkResult) -> str:
         ('preset / batch / size (HxW)', f"{s['preset']} / {s['batch_size']} / "
          f"{s['size'][0]}x{s['size'][1]}"),
         ('amp / attention / grad ckpt', f"{s['amp']} / {s['attention']} / "
-         f"{s['gradient_checkpointing']}"),
+         f"{_or_config(s['gradient_checkpointing'])}"),
         ('vae dtype / fusion stride / compile / fused AdamW',
-         f"{s['vae_dtype'] or 'config'} / {s['fusion_stride'] or 'none (s0 size)'} / "
+         f"{s['vae_dtype'] or 'config'} / {_or_config(s['fusion_stride'])} / "
          f"{s['compile']} / {s['fused_adamw']}"),
         ('head checkpointing / head resize / compile head',
          f"{s['head_with_cp']} / {s['head_resize'] or 'config'} / {s['compile_head']}"),
