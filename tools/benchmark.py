@@ -55,8 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=3, help='untimed iterations first')
     parser.add_argument('--amp', choices=('bf16', 'fp16', 'none'), default='bf16',
                         help='autocast dtype; fp16 adds a dynamic GradScaler (the reference)')
-    parser.add_argument('--grad-checkpointing', action='store_true', default=None,
-                        help="recompute UNet activations in backward (default: the config's)")
+    parser.add_argument('--grad-checkpointing', action=argparse.BooleanOptionalAction,
+                        default=None, help='recompute UNet activations in backward (default: '
+                        "the config's)")
     parser.add_argument('--attention', choices=('sdpa', 'math'), default='sdpa')
     parser.add_argument('--vae-dtype', choices=('float32', 'float16', 'bfloat16'), default=None,
                         help="VAE weight dtype (it always runs without grad); default: config's")

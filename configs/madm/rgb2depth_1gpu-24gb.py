@@ -1,8 +1,9 @@
 # MADM rgb2depth on ONE GPU with 24 GB: the reference batch (2 pairs of 512x512 crops) in one
 # process, with the memory levers of rgb2event_1gpu-24gb.py. Peak of the training step:
 # 18.7 GiB ESTIMATED on the meta device (tools/benchmark.py --memory-estimate), not yet measured
-# on a GPU. For 10 rgb2event variants measured on H100/H200 the estimate was 0.1-2.2 GiB (at most
-# 3 %) under the measured peak (docs/benchmarks.md); the reference settings need about 52 GiB.
+# on a GPU. For 9 bf16/fp16 rgb2event variants measured on H100/H200 the estimate was 0.2-1.2
+# GiB (at most 3 %) under the measured peak (docs/benchmarks.md); the reference settings need
+# about 52 GiB.
 # The mixed images' LPLR term, which depth has and events do not, adds 0.9 GiB to the estimate.
 # Departures from rgb2depth.py (the reference), each a deliberate switch:
 # - DAFormer fusion at 1/4 of the image (standard DAFormer) instead of at the full-resolution s0

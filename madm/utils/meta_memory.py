@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
+from torch.utils.hooks import RemovableHandle
 
 from madm.models.utils.group_norm import AutocastGroupNorm
 from madm.utils.host_sync_audit import MetaPlaceholders
@@ -109,9 +110,9 @@ class LiveMemoryTracker(MetaPlaceholders):
 
     def __exit__(self, *exc) -> None:
         super().__exit__(*exc)
-        for finalizer, _ in self._live.values():
+        while self._live:  # a finalizer may fire (and pop its entry) while we detach others
+            _, (finalizer, _) = self._live.popitem()
             finalizer.detach()
-        self._live.clear()
 
     def _track(self, tensor: Tensor) -> None:
         try:
@@ -166,7 +167,8 @@ class EmulatedCUDAAutocast(TorchFunctionMode):
     than the attention matrix.
 
     Args:
-        dtype (torch.dtype): ``torch.bfloat16`` or ``torch.float16``.
+        dtype (torch.dtype | None): ``torch.bfloat16`` or ``torch.float16``; None casts
+            nothing (a float32 step) and only emulates the fused attention.
         fused_attention (bool): Emulate the fused SDPA kernels. Defaults to True.
         cache_weight_casts (bool): Keep a trainable weight's cast for the whole context.
             Off around backward, where each checkpointed segment recomputes under an
@@ -175,25 +177,27 @@ class EmulatedCUDAAutocast(TorchFunctionMode):
             Defaults to None.
     """
 
-    def __init__(self, dtype: torch.dtype, *, fused_attention: bool = True,
+    def __init__(self, dtype: torch.dtype | None, *, fused_attention: bool = True,
                  cache_weight_casts: bool = True, modules: nn.Module | None = None) -> None:
         super().__init__()
-        if dtype not in (torch.bfloat16, torch.float16):
-            raise ValueError(f'autocast dtype must be bfloat16 or float16, got {dtype}.')
+        if dtype not in (torch.bfloat16, torch.float16, None):
+            raise ValueError(f'autocast dtype must be bfloat16, float16 or None, got {dtype}.')
         self.dtype = dtype
         self.fused_attention = fused_attention
         self.cache_weight_casts = cache_weight_casts
         self._modules = modules
         self._weight_casts: dict[int, Tensor] = {}
         self._in_autocast_group_norm = 0
-        self._hooks: list = []
+        self._hooks: list[RemovableHandle] = []
 
     def __enter__(self) -> 'EmulatedCUDAAutocast':
         if self._modules is not None:
             for module in self._modules.modules():
                 if isinstance(module, AutocastGroupNorm):
+                    # always_call: checkpoint's recomputation may stop inside a forward
                     self._hooks += [module.register_forward_pre_hook(self._enter_norm),
-                                    module.register_forward_hook(self._leave_norm)]
+                                    module.register_forward_hook(self._leave_norm,
+                                                                 always_call=True)]
         return super().__enter__()
 
     def __exit__(self, *exc) -> None:
@@ -246,6 +250,10 @@ class EmulatedCUDAAutocast(TorchFunctionMode):
         eligible = [v for v in pytree.tree_leaves((args, kwargs)) if _is_eligible(v)]
         if not eligible:
             return func(*args, **kwargs)
+        if self.dtype is None:  # float32: no casts, only the attention kernel
+            if name == 'scaled_dot_product_attention' and self.fused_attention:
+                return _fused_attention(*args, **kwargs)
+            return func(*args, **kwargs)
         if name in _BANNED_OPS:
             raise RuntimeError(f'{name} is unsafe to autocast (as CUDA autocast says); use '
                                'binary_cross_entropy_with_logits.')
@@ -258,7 +266,8 @@ class EmulatedCUDAAutocast(TorchFunctionMode):
         elif name in _FLOAT32_OPS or (name == 'interpolate' and _interpolation_mode(
                 args, kwargs) != 'area'):  # every mode but 'area' is an upsample kernel
             args, kwargs = self._cast_all(args, kwargs, torch.float32)
-        elif name in _FLOAT32_BY_DTYPE_OPS and kwargs.get('dtype') is None:
+        elif name in _FLOAT32_BY_DTYPE_OPS and kwargs.get('dtype') is None and not any(
+                isinstance(arg, torch.dtype) for arg in args):  # dtype may come positionally
             kwargs = dict(kwargs, dtype=torch.float32)
         elif name in _PROMOTE_OPS:
             widest = max((v.dtype for v in eligible), key=lambda d: torch.finfo(d).bits)
@@ -273,13 +282,16 @@ def _interpolation_mode(args: tuple, kwargs: dict) -> str:
 def _fused_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
                      dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
                      enable_gqa: bool = False) -> Tensor:
-    """``scaled_dot_product_attention`` as the flash kernel runs it, where it applies."""
+    """``scaled_dot_product_attention`` as CUDA's fused kernels run it, where they apply: the
+    flash kernel for half types, the memory-efficient one for float32 (flash has none)."""
     if attn_mask is not None or enable_gqa or query.dim() != 4:
         return F.scaled_dot_product_attention(query, key, value, attn_mask, dropout_p,
                                               is_causal, scale=scale, enable_gqa=enable_gqa)
-    out = torch.ops.aten._scaled_dot_product_flash_attention(
-        query, key, value, dropout_p, is_causal, False, scale=scale)
-    return out[0]
+    if query.dtype == torch.float32:
+        return torch.ops.aten._scaled_dot_product_efficient_attention(
+            query, key, value, None, True, dropout_p, is_causal, scale=scale)[0]
+    return torch.ops.aten._scaled_dot_product_flash_attention(
+        query, key, value, dropout_p, is_causal, False, scale=scale)[0]
 
 
 def _meta_tensors() -> Iterator[Tensor]:

@@ -145,6 +145,21 @@ def test_memory_estimate_cli_and_what_each_lever_does_to_it(tmp_path, capsys):
 
 
 @pytest.mark.slow
+def test_memory_estimate_keeps_the_configs_switches_unless_a_flag_is_given(capsys):
+    one_gpu = osp.join(REPO_ROOT, 'configs', 'madm', 'rgb2depth_1gpu-24gb.py')
+    result = benchmark_tool.main([one_gpu, '--preset', 'tiny', '--size', '64', '64',
+                                  '--memory-estimate'])
+    assert result['memory_estimate']['model_switches'] == dict(
+        gradient_checkpointing=True, vae_dtype='bfloat16', fusion_stride=4,
+        head_resize='matmul', head_with_cp=False)
+    assert 'gradient_checkpointing=True, vae_dtype=bfloat16, fusion_stride=4' in (
+        capsys.readouterr().out)
+    assert benchmark_tool.parse_args([one_gpu]).grad_checkpointing is None
+    assert benchmark_tool.parse_args([one_gpu, '--no-grad-checkpointing']).grad_checkpointing \
+        is False
+
+
+@pytest.mark.slow
 def test_memory_estimate_sweep_records_compiled_variants_as_not_modelled(tmp_path, capsys):
     out = tmp_path / 'sweep.json'
     benchmark_tool.main([EVENT_CONFIG, '--preset', 'tiny', '--size', '64', '64', '--sweep',

@@ -121,6 +121,7 @@ def test_softmax_and_sum_compute_in_float32_unless_given_a_dtype():
         assert x.softmax(1).dtype == torch.float32
         assert torch.sum(x).dtype == torch.float32
         assert x.sum(dtype=torch.bfloat16).dtype == torch.bfloat16
+        assert x.softmax(1, torch.bfloat16).dtype == torch.bfloat16  # dtype given positionally
 
 
 def test_a_trainable_weight_is_cast_once_per_context_and_still_gets_its_gradient():
@@ -162,26 +163,44 @@ def test_group_norm_runs_in_float32_but_autocast_group_norm_keeps_the_dtype():
         assert kept(x).dtype == torch.float32
 
 
-def test_fused_attention_keeps_no_attention_matrix():
+@pytest.mark.parametrize('autocast_dtype,dtype', [(torch.bfloat16, torch.bfloat16),
+                                                  (None, torch.float32)])
+def test_fused_attention_keeps_no_attention_matrix(autocast_dtype, dtype):
+    """Flash under autocast, memory-efficient in a float32 step (None: no casts)."""
     # SD-1.4's first self-attention at 512x512: 4096 tokens, 8 heads of 40 channels.
     def peak_of_attention(fused: bool) -> int:
-        q, k, v = (meta(2, 8, 4096, 40, dtype=torch.bfloat16, grad=True) for _ in range(3))
+        q, k, v = (meta(2, 8, 4096, 40, dtype=dtype, grad=True) for _ in range(3))
         with LiveMemoryTracker() as tracker:
-            with EmulatedCUDAAutocast(torch.bfloat16, fused_attention=fused):
+            with EmulatedCUDAAutocast(autocast_dtype, fused_attention=fused):
                 out = F.scaled_dot_product_attention(q, k, v)
-            assert out.shape == q.shape and out.dtype == torch.bfloat16
+            assert out.shape == q.shape and out.dtype == dtype
             out.sum().backward()
             assert q.grad is not None and q.grad.shape == q.shape
         return tracker.peak - tracker.resident
 
-    attention_matrix = 2 * 8 * 4096 * 4096 * 2
+    attention_matrix = 2 * 8 * 4096 * 4096 * dtype.itemsize
     assert peak_of_attention(fused=True) < attention_matrix / 8
     assert peak_of_attention(fused=False) > attention_matrix
 
 
+def test_without_an_autocast_dtype_nothing_is_cast():
+    x = meta(2, 8)
+    with EmulatedCUDAAutocast(None):
+        assert F.linear(x, meta(4, 8)).dtype == torch.float32
+        assert F.group_norm(x.to(torch.bfloat16), 2).dtype == torch.bfloat16
+
+
 def test_only_half_types_are_accepted():
-    with pytest.raises(ValueError, match='bfloat16 or float16'):
+    with pytest.raises(ValueError, match='bfloat16, float16 or None'):
         EmulatedCUDAAutocast(torch.float32)
+
+
+def test_an_interrupted_autocast_group_norm_does_not_leave_the_norm_rule_on():
+    kept = AutocastGroupNorm(8, 32, device='meta')
+    with EmulatedCUDAAutocast(torch.bfloat16, modules=kept):
+        with pytest.raises(RuntimeError):
+            kept(meta(2, 16, 4, 4, dtype=torch.bfloat16))  # wrong channel count
+        assert F.group_norm(meta(2, 32, 4, 4, dtype=torch.bfloat16), 8).dtype == torch.float32
 
 
 def test_backward_recomputes_checkpointed_segments_under_the_same_casts():
