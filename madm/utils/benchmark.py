@@ -1232,7 +1232,10 @@ LEVER_SWEEP: tuple[tuple[str, dict], ...] = (
 SWEEP_CHECK_FP32 = ('bf16 (baseline)', 'bf16 + all levers but compile', 'fp16 + GradScaler',
                     'bf16 + head checkpointing + VAE in bf16 + fused AdamW',
                     'bf16 + matmul resize + VAE in bf16 + fused AdamW',
-                    'bf16 + GroupNorm in bf16 + matmul resize + VAE in bf16 + fused AdamW')
+                    'bf16 + GroupNorm in bf16 + matmul resize + VAE in bf16 + fused AdamW',
+                    # a 24 GB candidate without UNet checkpointing (meta estimate: 18.75 GiB)
+                    'bf16 + fusion stride 4 + GroupNorm in bf16 + matmul resize + VAE in bf16 '
+                    '+ fused AdamW')
 SWEEP_INFERENCE = ('bf16 (baseline)', 'bf16 + all levers but compile', 'fp32',
                    'bf16 + compile', 'bf16 + VAE in bf16 + fused AdamW',
                    'bf16 + matmul resize + VAE in bf16 + fused AdamW',
