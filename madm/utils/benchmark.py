@@ -651,7 +651,9 @@ def estimate_peak_memory_on_meta(cfg: Config, settings: BenchmarkSettings) -> di
                          'the uncompiled variant (compile usually needs less).')
     gc.collect()
     model = build_benchmark_model(cfg, settings, 'meta')
-    wrapper = build_benchmark_optim_wrapper(model, cfg, dataclasses.replace(settings, amp='none'))
+    # The plain wrapper only provides the optimizer: the grad-norm log is set up once, below.
+    wrapper = build_benchmark_optim_wrapper(
+        model, cfg, dataclasses.replace(settings, amp='none', deferred_log=False))
     # meta has no fused AdamW kernel; one parameter at a time needs no more memory than it.
     fused = settings.fused_adamw or bool(wrapper.optimizer.defaults.get('fused'))
     for group in wrapper.optimizer.param_groups:
