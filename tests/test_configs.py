@@ -102,6 +102,8 @@ def test_memory_configs_build_and_keep_the_task(built, name):
         'decode_head.in_strides', 'decode_head.resize_impl'}
     assert model.decode_head.resize_impl == 'matmul'
     assert _diff(cfg.train_dataloader.to_dict(), reference.train_dataloader.to_dict()) == set()
+    assert cfg.optim_wrapper.constructor == 'MergedParamGroupsOptimWrapperConstructor'
+    assert 'constructor' not in reference.optim_wrapper
 
 
 @pytest.mark.parametrize('name', sorted(

@@ -23,6 +23,15 @@ that would make the host wait for a GPU (``madm.utils.host_sync_audit``).
     python tools/benchmark.py configs/madm/rgb2depth.py --preset sd14 --memory-estimate \
         --fusion-stride 4 --vae-dtype bfloat16 --fused-adamw
 
+``--roofline`` bounds a step's GPU time from below on the meta device: each operator's FLOPs
+and least memory traffic at an H100's or H200's datasheet peaks, and the MFU ceilings they
+allow (``madm.utils.roofline``; with ``--sweep``, of each variant):
+
+    python tools/benchmark.py configs/madm/rgb2event.py --preset sd14 --roofline \
+        --fusion-stride 4 --vae-dtype bfloat16 --fused-adamw
+
+``--optimizer-overhead`` times the host's fixed cost of clipping and AdamW over the task's
+parameter groups (``--merge-param-groups`` merges them into one per setting).
 See madm/utils/benchmark.py for how each number is measured.
 Prints a markdown table at the end; ``--out`` also writes it as JSON.
 """
@@ -35,10 +44,13 @@ from mmengine.config import Config, DictAction
 from madm.utils import atomic_write_json
 from madm.utils.benchmark import (LEVER_SWEEP, BenchmarkSettings, audit_host_syncs_on_meta,
                                   count_flops_on_meta, estimate_memory_of_variants,
-                                  estimate_peak_memory_on_meta, format_host_sync_audit,
+                                  estimate_peak_memory_on_meta, estimate_roofline_of_variants,
+                                  estimate_roofline_on_meta, format_host_sync_audit,
                                   format_markdown, format_memory_estimate,
-                                  format_memory_estimates_markdown, format_sweep_markdown,
-                                  run_benchmark, run_lever_sweep)
+                                  format_memory_estimates_markdown, format_roofline,
+                                  format_roofline_variants_markdown, format_sweep_markdown,
+                                  run_benchmark, run_lever_sweep, time_optimizer_overhead)
+from madm.utils.roofline import DEVICE_SPECS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -89,6 +101,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--group-norm-autocast', action='store_true',
                         help="the UNet's and VAE's GroupNorms in the autocast dtype "
                              '(backbone group_norm_precision=autocast) instead of float32')
+    parser.add_argument('--merge-param-groups', action=argparse.BooleanOptionalAction,
+                        default=None, help='one AdamW parameter group per setting '
+                        '(MergedParamGroupsOptimWrapperConstructor) instead of one per '
+                        "parameter (default: the config's)")
     parser.add_argument('--cudnn-benchmark', action='store_true',
                         help='torch.backends.cudnn.benchmark (autotuned convolutions)')
     parser.add_argument('--check-fp32', action='store_true',
@@ -104,6 +120,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="only estimate a training step's peak GPU memory on the meta "
                              'device (autocast emulated as on CUDA); run nothing. With '
                              '--sweep: of each variant')
+    parser.add_argument('--roofline', action='store_true',
+                        help="only bound a training step's GPU time from below on the meta "
+                             'device (FLOPs and least memory traffic of every operator at '
+                             'the datasheet peaks) and the MFU it allows; run nothing. With '
+                             '--sweep: of each variant')
+    parser.add_argument('--roofline-device', choices=sorted(DEVICE_SPECS), default='h100',
+                        help='whose peaks --roofline uses (default: h100)')
+    parser.add_argument('--optimizer-overhead', action='store_true',
+                        help="only time the host's fixed cost of the optimizer part of a "
+                             'step (clipping, AdamW, zero_grad) on one-element stand-ins of '
+                             "the task's parameter groups; run nothing else")
     parser.add_argument('--inference-sizes', nargs='*', default=['512x512', '448x640'],
                         metavar='HxW', help='sizes of the inference images/s timing; default: '
                         "512x512 and DSEC's 640x440 padded to 640x448 (W x H); none skips it")
@@ -142,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
         fused_adamw=args.fused_adamw, channels_last=args.channels_last,
         group_norm_autocast=args.group_norm_autocast, non_blocking_input=args.non_blocking_input,
         class_mix_on_device=args.class_mix_on_device, deferred_log=args.deferred_log,
-        cudnn_benchmark=args.cudnn_benchmark,
+        cudnn_benchmark=args.cudnn_benchmark, merge_param_groups=args.merge_param_groups,
         seed=args.seed)
     sizes = tuple(tuple(int(v) for v in hw.lower().split('x')) for hw in args.inference_sizes)
     if args.sweep:
@@ -162,6 +189,12 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
             results = estimate_memory_of_variants(cfg, settings, variants, on_result=save)
             print(format_memory_estimates_markdown(results))
             return results
+        if args.roofline:
+            results = estimate_roofline_of_variants(cfg, settings, variants,
+                                                    device=args.roofline_device,
+                                                    on_result=save)
+            print(format_roofline_variants_markdown(results))
+            return results
         results = run_lever_sweep(cfg, settings, variants=variants, inference_sizes=sizes,
                                   deadline_s=args.deadline_s, peak_tflops=args.peak_tflops,
                                   profile_for=tuple(args.profile or ()), on_result=save)
@@ -177,6 +210,19 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
             raise SystemExit(f'--memory-estimate: {error}') from None
         print(format_memory_estimate(estimate, settings))
         result = dict(settings=vars(settings), memory_estimate=estimate)
+    elif args.roofline:
+        try:
+            bound = estimate_roofline_on_meta(cfg, settings, args.roofline_device)
+        except ValueError as error:  # a lever the bound does not model
+            raise SystemExit(f'--roofline: {error}') from None
+        print(format_roofline(bound, settings))
+        result = dict(settings=vars(settings), roofline=bound)
+    elif args.optimizer_overhead:
+        overhead = time_optimizer_overhead(cfg, settings)
+        print(f"Optimizer part of a step, host time on this machine (one-element stand-ins; "
+              f"{overhead['form']} AdamW, {overhead['params']} parameters in "
+              f"{overhead['param_groups']} groups): {overhead['seconds'] * 1e3:.1f} ms")
+        result = dict(settings=vars(settings), optimizer_overhead=overhead)
     elif args.host_sync_audit:
         audit = audit_host_syncs_on_meta(cfg, settings)
         print(format_host_sync_audit(audit))

@@ -1,0 +1,355 @@
+"""A lower bound on a training step's GPU time, counted on the ``meta`` device (issue 8).
+
+Issue 8 asks for 35 % MFU at the reference batch. Whether that is reachable is first a question
+of the step's arithmetic and memory traffic, and both can be counted without a GPU: run on
+``meta``, every operator still sees the shapes and dtypes it would see on the GPU (with
+:class:`~madm.utils.meta_memory.EmulatedCUDAAutocast` for autocast's casts). For each operator,
+:class:`RooflineCounter` takes
+
+* its FLOPs, by torch's own formulas (those of :class:`torch.utils.flop_counter.FlopCounterMode`:
+  matmuls, convolutions, attention), and
+* the bytes it must move at least: each tensor argument read once, each result written once
+  (views, allocations and metadata move nothing; an in-place operator reads and writes its
+  target; ``copy_`` and fills only write it; a broadcast argument counts its distinct elements).
+
+On a device with peak P FLOP/s and bandwidth B an operator needs at least
+``max(flops / P, bytes / B)`` (the roofline model). Eager PyTorch runs about one kernel per
+operator, so the sum over the step bounds an eager step from below; the same sum over matmuls,
+convolutions and attention alone bounds a step in which every other operator were fused into
+them for free, the best a compiler could do. Model FLOPs over either bound, over the peak, is an
+MFU ceiling.
+
+Not modelled, each of which makes a real step slower than the bound: launch overhead and host
+gaps (the number of kernels is reported), kernels that do not reach their roofline, and the
+caches (an operator re-reading what the previous one wrote is counted as memory traffic, which
+can make the bound slightly pessimistic for small tensors). Gradient checkpointing's
+recomputation is counted, since it runs.
+"""
+import contextlib
+import math
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+from torch.utils.flop_counter import flop_registry
+
+from madm.utils.host_sync_audit import MetaPlaceholders
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """Datasheet peaks of a GPU (dense, no sparsity).
+
+    Attributes:
+        name (str): Marketing name.
+        half_tflops (float): bf16/fp16 tensor-core TFLOP/s.
+        tf32_tflops (float): TF32 tensor-core TFLOP/s (float32 matmuls allowed to use TF32).
+        fp32_tflops (float): float32 TFLOP/s without tensor cores.
+        bandwidth_tbs (float): Memory bandwidth, TB/s.
+    """
+    name: str
+    half_tflops: float
+    tf32_tflops: float
+    fp32_tflops: float
+    bandwidth_tbs: float
+
+
+#: The GPUs lent to this project (NVIDIA's datasheets; the H200 is the H100's chip with HBM3e).
+DEVICE_SPECS = {
+    'h100': DeviceSpec('NVIDIA H100 SXM', 989.4, 494.7, 66.9, 3.35),
+    'h200': DeviceSpec('NVIDIA H200 SXM', 989.4, 494.7, 66.9, 4.8),
+}
+
+#: Operator categories, in the order reports list them.
+CATEGORIES = ('matmul', 'convolution', 'attention', 'normalisation', 'resize',
+              'casts and copies', 'other elementwise and reductions', 'optimizer')
+COMPUTE_CATEGORIES = frozenset({'matmul', 'convolution', 'attention'})
+#: Phases of a training step (:meth:`RooflineCounter.phase`).
+PHASES = ('forward', 'backward', 'optimizer')
+
+_MATMULS = frozenset({'mm', 'addmm', 'bmm', 'baddbmm', '_scaled_mm'})
+_CASTS = frozenset({'_to_copy', 'copy_', 'clone', '_copy_from', 'copy'})
+# In-place operators that overwrite their target without reading it.
+_WRITE_ONLY = frozenset({'copy_', 'fill_', 'zero_', 'normal_', 'uniform_', 'bernoulli_',
+                         'random_', 'exponential_', 'geometric_', 'cauchy_', 'log_normal_'})
+# Not views by their schema, but they allocate or re-describe memory without moving it.
+_FREE = frozenset({'empty', 'empty_like', 'empty_strided', 'new_empty', 'new_empty_strided',
+                   '_unsafe_view', 'detach', 'alias', 'lift_fresh', 'set_', 'resize_',
+                   'record_stream', '_reshape_alias', 'as_strided_', 'resize_as_'})
+# multi_tensor_apply's limits (ATen's MultiTensorApply.cuh): tensors per launch by the number
+# of tensor lists, chunks of 65,536 elements and 320 blocks per launch.
+_MAX_TENSORS_BY_DEPTH = (110, 64, 48, 36, 30)
+_CHUNK_ELEMENTS = 65536
+_MAX_BLOCKS = 320
+
+
+def op_category(name: str) -> str:
+    """The category of an aten operator, by its packet name (``'convolution_backward'``)."""
+    if 'attention' in name:
+        return 'attention'
+    if name in _MATMULS:
+        return 'matmul'
+    if 'convolution' in name or name.startswith('_slow_conv'):
+        return 'convolution'
+    if 'norm' in name and not name.startswith(('linalg', '_foreach', 'norm', 'renorm')):
+        return 'normalisation'
+    if name.startswith(('upsample', '_upsample')):
+        return 'resize'
+    if name in _CASTS:
+        return 'casts and copies'
+    return 'other elementwise and reductions'
+
+
+def distinct_bytes(tensor: Tensor) -> int:
+    """Bytes of the distinct elements a tensor addresses (a broadcast dimension counts once)."""
+    elements = math.prod(size for size, stride in zip(tensor.shape, tensor.stride())
+                         if stride != 0)
+    return 0 if tensor.numel() == 0 else elements * tensor.element_size()
+
+
+def multi_tensor_launches(numels: Sequence[int], depth: int) -> int:
+    """Kernels a ``_foreach_*`` or fused-optimizer call over tensors of ``numels`` launches,
+    with ``depth`` tensor lists (ATen's ``multi_tensor_apply`` limits)."""
+    if not numels:
+        return 0
+    per_launch = _MAX_TENSORS_BY_DEPTH[min(max(depth, 1), len(_MAX_TENSORS_BY_DEPTH)) - 1]
+    chunks = sum(-(-n // _CHUNK_ELEMENTS) for n in numels)
+    return max(-(-len(numels) // per_launch), -(-chunks // _MAX_BLOCKS))
+
+
+def _tensors(value: object) -> list[Tensor]:
+    return [leaf for leaf in pytree.tree_leaves(value) if isinstance(leaf, Tensor)]
+
+
+def op_traffic(func: torch._ops.OpOverload, args: tuple, kwargs: dict,
+               out: object) -> tuple[int, int]:
+    """The least bytes ``func`` reads and writes: (read, written).
+
+    Every tensor argument is read once and every result written once; mutated arguments are
+    written (and read, unless the operator only overwrites them: ``copy_``, fills, ``out=``).
+    Views, allocations and operators without tensor results or mutations move nothing.
+    """
+    name = func._overloadpacket.__name__
+    if func.is_view or name in _FREE:
+        return 0, 0
+    read = written = 0
+    mutated: set[int] = set()
+    positional = iter(args)
+    for argument in func._schema.arguments:
+        if argument.kwarg_only:
+            value = kwargs.get(argument.name)
+        else:
+            value = next(positional, kwargs.get(argument.name))
+        tensors = _tensors(value)
+        nbytes = sum(distinct_bytes(t) for t in tensors)
+        if argument.alias_info is not None and argument.alias_info.is_write:
+            mutated.update(id(t) for t in tensors)
+            written += nbytes
+            if not (argument.is_out or name in _WRITE_ONLY):
+                read += nbytes
+        else:
+            read += nbytes
+    results = [t for t in _tensors(out) if id(t) not in mutated]
+    if not results and not mutated:
+        return 0, 0
+    written += sum(distinct_bytes(t) for t in results)
+    return read, written
+
+
+def _compute_dtype(args: tuple, kwargs: dict) -> torch.dtype | None:
+    return next((t.dtype for t in _tensors((args, kwargs)) if t.is_floating_point()), None)
+
+
+def peak_flops(spec: DeviceSpec, dtype: torch.dtype | None, category: str) -> float:
+    """FLOP/s an operator of ``category`` can reach at ``dtype`` on ``spec``.
+
+    float32 matmuls use TF32 when ``torch.get_float32_matmul_precision()`` allows it,
+    convolutions when ``torch.backends.cudnn.allow_tf32`` does (this process's settings, as
+    a run in it would use them).
+    """
+    if dtype in (torch.bfloat16, torch.float16):
+        return spec.half_tflops * 1e12
+    if category == 'convolution':
+        tf32 = torch.backends.cudnn.allow_tf32
+    else:
+        tf32 = torch.get_float32_matmul_precision() != 'highest'
+    return (spec.tf32_tflops if tf32 else spec.fp32_tflops) * 1e12
+
+
+@dataclass
+class CostTotals:
+    """What a group of operators adds up to."""
+    ops: int = 0
+    kernels: int = 0
+    flops: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    seconds: float = 0.0
+
+    def add(self, *, kernels: int, flops: int, read: int, written: int,
+            seconds: float) -> None:
+        self.ops += 1
+        self.kernels += kernels
+        self.flops += flops
+        self.bytes_read += read
+        self.bytes_written += written
+        self.seconds += seconds
+
+    def absorb(self, other: 'CostTotals') -> None:
+        """Add another group's totals to this one."""
+        self.ops += other.ops
+        self.kernels += other.kernels
+        self.flops += other.flops
+        self.bytes_read += other.bytes_read
+        self.bytes_written += other.bytes_written
+        self.seconds += other.seconds
+
+    @property
+    def bytes(self) -> int:
+        return self.bytes_read + self.bytes_written
+
+
+class RooflineCounter(MetaPlaceholders):
+    """Counts FLOPs, least memory traffic and kernels of every operator, and their roofline time.
+
+    A dispatch mode for a step run on ``meta`` (value-dependent calls get
+    :class:`~madm.utils.host_sync_audit.MetaPlaceholders`' stand-ins). Composite operators
+    are decomposed as :class:`~torch.utils.flop_counter.FlopCounterMode` does, so the FLOPs
+    are the same as its count. Totals are kept by phase and category (:attr:`totals`) and by
+    operator (:attr:`by_op`); operators run inside :meth:`phase` ``('optimizer')`` count as
+    ``'optimizer'`` whatever they are.
+
+    Args:
+        spec (DeviceSpec): The device whose peaks turn counts into seconds.
+    """
+
+    def __init__(self, spec: DeviceSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.totals: dict[tuple[str, str], CostTotals] = defaultdict(CostTotals)
+        self.by_op: dict[str, CostTotals] = defaultdict(CostTotals)
+        self._phase = 'forward'
+        self._counting = True
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Count the operators run inside as phase ``name`` (one of :data:`PHASES`)."""
+        if name not in PHASES:
+            raise ValueError(f'phase must be one of {PHASES}, got {name!r}.')
+        previous, self._phase = self._phase, name
+        try:
+            yield
+        finally:
+            self._phase = previous
+
+    @contextlib.contextmanager
+    def not_counted(self) -> Iterator[None]:
+        """Run operators without counting them (what :meth:`add` accounts for instead)."""
+        previous, self._counting = self._counting, False
+        try:
+            yield
+        finally:
+            self._counting = previous
+
+    def add(self, name: str, category: str, *, flops: int, read: int, written: int,
+            kernels: int, dtype: torch.dtype | None = None) -> None:
+        """Add one operator's cost to the current phase."""
+        if self._phase == 'optimizer':
+            category = 'optimizer'
+        compute = flops / peak_flops(self.spec, dtype, category) if flops else 0.0
+        seconds = max(compute, (read + written) / (self.spec.bandwidth_tbs * 1e12))
+        cost = dict(kernels=kernels, flops=flops, read=read, written=written, seconds=seconds)
+        self.totals[(self._phase, category)].add(**cost)
+        self.by_op[name].add(**cost)
+
+    def add_fused_adamw(self, param_groups: Sequence[Sequence[Tensor]]) -> None:
+        """One fused AdamW update: each parameter with a gradient reads itself, its gradient
+        and both moments and writes itself and the moments. The kernel runs once per
+        parameter group, so its launches add up over the groups."""
+        if self not in _get_current_dispatch_mode_stack():
+            return  # a step run outside the counter (the warm-up one)
+        groups = [[p for p in group if p.grad is not None] for group in param_groups]
+        params = [p for group in groups for p in group]
+        read = sum(distinct_bytes(p) * 3 + distinct_bytes(p.grad) for p in params)
+        written = sum(distinct_bytes(p) * 3 for p in params)  # moments in the param dtype
+        kernels = sum(multi_tensor_launches([p.numel() for p in group], depth=4)
+                      for group in groups)
+        with self.phase('optimizer'):
+            self.add('_fused_adamw_', 'optimizer', flops=0, read=read, written=written,
+                     kernels=kernels)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self._counting and not func.is_view:
+            with self:
+                decomposed = func.decompose(*args, **kwargs)
+            if decomposed is not NotImplemented:
+                return decomposed
+        out = super().__torch_dispatch__(func, types, args, kwargs)
+        if self._counting:
+            self._count(func, args, kwargs, out)
+        return out
+
+    def _count(self, func, args: tuple, kwargs: dict, out: object) -> None:
+        packet = func._overloadpacket
+        name = packet.__name__
+        read, written = op_traffic(func, args, kwargs, out)
+        flops = int(flop_registry[packet](*args, **kwargs, out_val=out)) \
+            if packet in flop_registry else 0
+        if not (read or written or flops):
+            return
+        if name.startswith('_foreach_'):
+            lists = [a for a in (*args, *kwargs.values())
+                     if isinstance(a, (list, tuple)) and a and isinstance(a[0], Tensor)]
+            out_list = 0 if name.endswith('_') else 1
+            kernels = multi_tensor_launches([t.numel() for t in lists[0]],
+                                            depth=len(lists) + out_list) if lists else 1
+        else:
+            kernels = 1
+        self.add(name, op_category(name), flops=flops, read=read, written=written,
+                 kernels=kernels, dtype=_compute_dtype(args, kwargs))
+
+    def summary(self, model_flops: int | None = None, top: int = 12) -> dict:
+        """The bounds, MFU ceilings and breakdowns.
+
+        Args:
+            model_flops (int | None): FLOPs of the step without recomputation, the numerator
+                of MFU; defaults to the FLOPs counted here.
+            top (int): How many operators, by roofline time, to list. Defaults to 12.
+
+        Returns:
+            dict: ``eager_bound_s`` (every operator), ``compute_bound_s`` (matmuls,
+            convolutions and attention only), ``executed_flops``, ``model_flops``,
+            ``bytes``, ``kernels``, ``mfu_ceiling_eager``, ``mfu_ceiling_fused``,
+            ``by_category`` and ``by_phase`` (each ``ops``, ``kernels``, ``flops``,
+            ``bytes``, ``seconds``), ``top_ops`` and ``device``.
+        """
+        def as_dict(totals: CostTotals) -> dict:
+            return dict(ops=totals.ops, kernels=totals.kernels, flops=totals.flops,
+                        bytes=totals.bytes, seconds=totals.seconds)
+
+        by_category: dict[str, CostTotals] = defaultdict(CostTotals)
+        by_phase: dict[str, CostTotals] = defaultdict(CostTotals)
+        for (phase, category), totals in self.totals.items():
+            by_category[category].absorb(totals)
+            by_phase[phase].absorb(totals)
+        eager = sum(t.seconds for t in by_category.values())
+        compute = sum(t.seconds for c, t in by_category.items() if c in COMPUTE_CATEGORIES)
+        executed = sum(t.flops for t in by_category.values())
+        model_flops = executed if model_flops is None else model_flops
+        peak = self.spec.half_tflops * 1e12
+        ranked = sorted(self.by_op.items(), key=lambda item: -item[1].seconds)[:top]
+        return dict(
+            device=self.spec.name, eager_bound_s=eager, compute_bound_s=compute,
+            executed_flops=executed, model_flops=model_flops,
+            bytes=sum(t.bytes for t in by_category.values()),
+            kernels=sum(t.kernels for t in by_category.values()),
+            mfu_ceiling_eager=model_flops / eager / peak if eager else None,
+            mfu_ceiling_fused=model_flops / compute / peak if compute else None,
+            by_category={c: as_dict(by_category[c]) for c in CATEGORIES if c in by_category},
+            by_phase={p: as_dict(by_phase[p]) for p in PHASES if p in by_phase},
+            top_ops=[dict(op=name, **as_dict(t)) for name, t in ranked])

@@ -1,0 +1,180 @@
+"""RooflineCounter and its traffic and launch rules (madm/utils/roofline.py)."""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from madm.utils.meta_memory import EmulatedCUDAAutocast
+from madm.utils.roofline import (DEVICE_SPECS, DeviceSpec, RooflineCounter, distinct_bytes,
+                                 multi_tensor_launches, op_category, peak_flops)
+
+#: Round numbers, so that expected times are easy to write: 1 TFLOP/s half, 1 TB/s.
+SPEC = DeviceSpec('test', half_tflops=1.0, tf32_tflops=0.5, fp32_tflops=0.25,
+                  bandwidth_tbs=1.0)
+
+
+def meta(*shape: int, dtype: torch.dtype = torch.float32, grad: bool = False) -> torch.Tensor:
+    return torch.empty(*shape, device='meta', dtype=dtype, requires_grad=grad)
+
+
+def only_op(counter: RooflineCounter, name: str) -> dict:
+    summary = counter.summary()
+    (entry,) = [t for t in summary['top_ops'] if t['op'] == name]
+    return entry
+
+
+def test_a_matmul_counts_its_flops_operands_and_result_once():
+    a, b = meta(64, 32, dtype=torch.bfloat16), meta(32, 16, dtype=torch.bfloat16)
+    with RooflineCounter(SPEC) as counter:
+        out = a @ b
+    assert out.shape == (64, 16)
+    mm = only_op(counter, 'mm')
+    assert mm['flops'] == 2 * 64 * 32 * 16
+    assert mm['bytes'] == (64 * 32 + 32 * 16 + 64 * 16) * 2
+    assert mm['kernels'] == mm['ops'] == 1
+    # compute-bound on this spec: 65,536 FLOPs at 1e12/s vs 6,144 bytes at 1e12/s
+    assert mm['seconds'] == pytest.approx(2 * 64 * 32 * 16 / 1e12)
+    assert set(counter.summary()['by_category']) == {'matmul'}
+
+
+def test_views_and_allocations_move_nothing():
+    x = meta(8, 8)
+    with RooflineCounter(SPEC) as counter:
+        x.view(64)
+        x.transpose(0, 1)
+        x[2:4]
+        torch.empty(100, device='meta')
+        x.detach()
+    assert counter.summary()['kernels'] == 0 and counter.summary()['bytes'] == 0
+
+
+def test_in_place_reads_and_writes_its_target_and_copy_only_writes_it():
+    x, y = meta(256), meta(256)
+    with RooflineCounter(SPEC) as counter:
+        x.add_(y)
+        x.copy_(y)
+        x.zero_()
+    assert only_op(counter, 'add_')['bytes'] == 3 * 1024  # read x and y, write x
+    assert only_op(counter, 'copy_')['bytes'] == 2 * 1024  # read y, write x
+    assert only_op(counter, 'zero_')['bytes'] == 1024
+
+
+def test_a_broadcast_argument_counts_its_distinct_elements():
+    x, bias = meta(16, 1024), meta(1024)
+    assert distinct_bytes(bias.expand(16, 1024)) == 4096
+    with RooflineCounter(SPEC) as counter:
+        x + bias.expand(16, 1024)
+    assert only_op(counter, 'add')['bytes'] == 16 * 1024 * 4 * 2 + 4096
+
+
+def test_memory_bound_time_and_the_datasheet_peaks():
+    x = meta(1 << 20)
+    with RooflineCounter(SPEC) as counter:
+        torch.nn.functional.silu(x)
+    assert only_op(counter, 'silu')['seconds'] == pytest.approx(8 * (1 << 20) / 1e12)
+    assert peak_flops(SPEC, torch.bfloat16, 'matmul') == 1e12
+    h100 = DEVICE_SPECS['h100']
+    assert peak_flops(h100, torch.float32, 'convolution') == (
+        h100.tf32_tflops if torch.backends.cudnn.allow_tf32 else h100.fp32_tflops) * 1e12
+    assert DEVICE_SPECS['h200'].bandwidth_tbs > h100.bandwidth_tbs
+
+
+@pytest.mark.parametrize('name, category', [
+    ('mm', 'matmul'), ('baddbmm', 'matmul'), ('convolution_backward', 'convolution'),
+    ('_scaled_dot_product_flash_attention_backward', 'attention'),
+    ('native_group_norm', 'normalisation'), ('native_layer_norm_backward', 'normalisation'),
+    ('linalg_vector_norm', 'other elementwise and reductions'),
+    ('_foreach_norm', 'other elementwise and reductions'),
+    ('upsample_bilinear2d_backward', 'resize'), ('_to_copy', 'casts and copies'),
+    ('silu', 'other elementwise and reductions')])
+def test_categories(name, category):
+    assert op_category(name) == category
+
+
+def test_multi_tensor_launches_follow_atens_limits():
+    assert multi_tensor_launches([], depth=1) == 0
+    assert multi_tensor_launches([10] * 200, depth=4) == 6  # 36 tensors per launch
+    assert multi_tensor_launches([10] * 200, depth=1) == 2  # 110
+    assert multi_tensor_launches([65536 * 321], depth=2) == 2  # 320 chunks per launch
+
+
+def test_foreach_calls_count_their_launches_and_the_optimizer_phase_its_category():
+    params = [meta(10) for _ in range(200)]
+    with RooflineCounter(SPEC) as counter:
+        with counter.phase('optimizer'):
+            torch._foreach_mul_(params, 0.5)
+        torch._foreach_add(params, 1.0)
+    summary = counter.summary()
+    assert summary['by_phase']['optimizer']['kernels'] == multi_tensor_launches([10] * 200, 1)
+    assert summary['by_phase']['forward']['kernels'] == multi_tensor_launches([10] * 200, 2)
+    assert summary['by_category']['optimizer']['bytes'] == 200 * 40 * 2
+    with pytest.raises(ValueError, match='phase must be one of'):
+        with counter.phase('update'):
+            pass
+
+
+def test_fused_adamw_is_one_pass_per_group_and_only_inside_the_counter():
+    groups = [[meta(1000, grad=True), meta(24, grad=True)], [meta(500, grad=True)]]
+    for group in groups:
+        for p in group:
+            p.grad = torch.empty_like(p)
+    frozen = meta(7, grad=True)  # no gradient: AdamW skips it
+    counter = RooflineCounter(SPEC)
+    counter.add_fused_adamw(groups)  # outside the mode: the warm-up step, not counted
+    assert counter.summary()['kernels'] == 0
+    with counter:
+        counter.add_fused_adamw(groups + [[frozen]])
+    fused = only_op(counter, '_fused_adamw_')
+    assert fused['bytes'] == 7 * 4 * (1000 + 24 + 500)  # read p, g, m, v; write p, m, v
+    assert fused['kernels'] == 2
+    assert set(counter.summary()['by_category']) == {'optimizer'}
+
+
+def test_not_counted_runs_without_counting():
+    x = meta(64)
+    with RooflineCounter(SPEC) as counter:
+        with counter.not_counted():
+            y = x * 2
+    assert y.shape == (64,) and counter.summary()['kernels'] == 0
+
+
+class SmallNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(8, 16, 3, padding=1)
+        self.norm = nn.GroupNorm(4, 16)
+        self.proj = nn.Linear(16, 48)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.silu(self.norm(self.conv(x)))
+        tokens = x.flatten(2).transpose(1, 2)  # (B, 64, 16)
+        q, k, v = self.proj(tokens).view(2, 64, 3, 2, 8).permute(2, 0, 3, 1, 4)
+        return F.scaled_dot_product_attention(q, k, v).sum()
+
+
+def test_flops_are_those_of_torchs_flop_counter_under_emulated_autocast():
+    net = SmallNet().to('meta')
+    x = meta(2, 8, 8, 8)
+
+    def step() -> None:
+        with EmulatedCUDAAutocast(torch.bfloat16):
+            loss = net(x)
+        loss.backward()
+
+    with FlopCounterMode(display=False) as reference:
+        step()
+    with RooflineCounter(SPEC) as counter:
+        step()
+    summary = counter.summary(model_flops=reference.get_total_flops())
+    assert summary['executed_flops'] == reference.get_total_flops() > 0
+    assert {'convolution', 'matmul', 'attention', 'normalisation'} <= set(
+        summary['by_category'])
+    assert summary['by_category']['attention']['flops'] > 0  # the flash kernel's formula
+    assert summary['eager_bound_s'] > summary['compute_bound_s'] > 0
+    peak = SPEC.half_tflops * 1e12
+    assert summary['mfu_ceiling_eager'] == pytest.approx(
+        summary['model_flops'] / summary['eager_bound_s'] / peak)
+    assert summary['mfu_ceiling_fused'] > summary['mfu_ceiling_eager']
+    # casts to bf16 are counted as such
+    assert summary['by_category']['casts and copies']['kernels'] > 0
