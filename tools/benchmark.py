@@ -177,6 +177,8 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
             if args.out:
                 atomic_write_json(args.out, results)
 
+        if args.optimizer_overhead:
+            raise SystemExit('--optimizer-overhead times one setting; drop --sweep')
         variants = LEVER_SWEEP
         if args.only:
             unknown = set(args.only) - {name for name, _ in LEVER_SWEEP}

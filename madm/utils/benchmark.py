@@ -811,7 +811,10 @@ def time_optimizer_overhead(cfg: Config, settings: BenchmarkSettings,
                    params=[torch.zeros(1, requires_grad=True) for _ in group['params']])
               for group in optimizer.param_groups]
     del model, meta_wrapper, optimizer
-    wrapper = OptimWrapper(torch.optim.AdamW(groups), clip_grad=cfg.optim_wrapper.get('clip_grad'))
+    clip_grad = cfg.optim_wrapper.get('clip_grad')
+    # clip_grad_norm_'s foreach form, as on CUDA (a CPU falls back to a norm per tensor)
+    wrapper = OptimWrapper(torch.optim.AdamW(groups),
+                           clip_grad=dict(clip_grad, foreach=True) if clip_grad else None)
     defer_grad_norm_log(wrapper, DeferredScalars())  # no float() of the norm in the step
     params = [p for group in groups for p in group['params']]
     times = []
@@ -834,6 +837,10 @@ def _counted_phases(counter: RooflineCounter, wrapper: OptimWrapper,
     one pass instead of the ``foreach`` operators that stand in for it on ``meta``."""
     originals = dict(backward=wrapper.backward, step=wrapper.step,
                      zero_grad=wrapper.zero_grad, optimizer_step=wrapper.optimizer.step)
+    # instance attributes to put back as they were (none, usually: the classes' methods)
+    saved = {name: vars(wrapper)[name] for name in ('backward', 'step', 'zero_grad')
+             if name in vars(wrapper)}
+    saved_step = vars(wrapper.optimizer).get('step')
 
     def in_phase(name: str, method: Callable) -> Callable:
         def run(*args, **kwargs):
@@ -856,9 +863,15 @@ def _counted_phases(counter: RooflineCounter, wrapper: OptimWrapper,
         yield
     finally:
         for name in ('backward', 'step', 'zero_grad'):
-            delattr(wrapper, name)  # the class's methods again
+            if name in saved:
+                setattr(wrapper, name, saved[name])
+            else:
+                delattr(wrapper, name)  # the class's method again
         if fused:
-            del wrapper.optimizer.step
+            if saved_step is not None:
+                wrapper.optimizer.step = saved_step
+            else:
+                del wrapper.optimizer.step
 
 
 def format_memory_estimate(summary: dict, settings: BenchmarkSettings) -> str:
@@ -934,6 +947,10 @@ def format_memory_estimates_markdown(results: list[dict]) -> str:
     return '\n'.join(lines)
 
 
+def _percent(value: float | None) -> str:
+    return 'n/a' if value is None else f'{value:.1%}'
+
+
 def format_roofline(summary: dict, settings: BenchmarkSettings) -> str:
     """Markdown on :func:`estimate_roofline_on_meta`'s result: headline, then by category,
     phase and top operators."""
@@ -941,9 +958,6 @@ def format_roofline(summary: dict, settings: BenchmarkSettings) -> str:
         share = t['seconds'] / summary['eager_bound_s'] if summary['eager_bound_s'] else 0.0
         return (f"| {name} | {t['ops']:,} | {t['kernels']:,} | {t['flops'] / 1e12:.2f} | "
                 f"{t['bytes'] / 1e9:.1f} | {t['seconds'] * 1e3:.1f} | {share:.0%} |")
-
-    def ceiling(value: float | None) -> str:
-        return 'n/a' if value is None else f'{value:.1%}'
 
     header = ('| {} | operators | kernels | TFLOP | GB moved | bound ms | share |\n'
               '|---|---|---|---|---|---|---|')
@@ -955,9 +969,9 @@ def format_roofline(summary: dict, settings: BenchmarkSettings) -> str:
         f"{summary['bytes'] / 1e9:.1f} GB; {summary['kernels']:,} kernels",
         f"  eager bound (every operator at its roofline): "
         f"{summary['eager_bound_s'] * 1e3:.1f} ms, MFU ceiling "
-        f"{ceiling(summary['mfu_ceiling_eager'])}",
+        f"{_percent(summary['mfu_ceiling_eager'])}",
         f"  compute-only bound (all else fused away): {summary['compute_bound_s'] * 1e3:.1f} "
-        f"ms, MFU ceiling {ceiling(summary['mfu_ceiling_fused'])}",
+        f"ms, MFU ceiling {_percent(summary['mfu_ceiling_fused'])}",
         '  model switches: ' + ', '.join(f'{key}={value}'
                                          for key, value in summary['model_switches'].items()),
         '  not counted: launch overhead and host gaps, kernels below their roofline, caches',
@@ -993,8 +1007,8 @@ def format_roofline_variants_markdown(results: list[dict]) -> str:
         lines.append(
             f"| {entry['name']} | {entry['model_flops'] / 1e12:.2f} | {entry['kernels']:,} | "
             f"{entry['bytes'] / 1e9:.1f} | {entry['eager_bound_s'] * 1e3:.1f} | "
-            f"{entry['mfu_ceiling_eager']:.1%} | {entry['compute_bound_s'] * 1e3:.1f} | "
-            f"{entry['mfu_ceiling_fused']:.1%} |")
+            f"{_percent(entry['mfu_ceiling_eager'])} | {entry['compute_bound_s'] * 1e3:.1f} | "
+            f"{_percent(entry['mfu_ceiling_fused'])} |")
     return '\n'.join(lines)
 
 
@@ -1473,7 +1487,7 @@ LEVER_SWEEP: tuple[tuple[str, dict], ...] = (
      dict(BEST_EAGER, fusion_stride=4, group_norm_autocast=True, **NO_HOST_SYNCS,
           compile=True, compile_head=True)),
     # Not yet measured on a GPU: AdamW's 769 one-parameter groups merged into 2 (fourteenth
-    # session: the host's optimizer time on the CPU VM fell 49 -> 20 ms with fused AdamW).
+    # session: the host's optimizer time on the CPU VM fell 41-56 -> 11-16 ms, fused AdamW).
     ('bf16 + fusion stride 4 + GroupNorm in bf16 + no host syncs + merged param groups + '
      'matmul resize + VAE in bf16 + fused AdamW',
      dict(BEST_EAGER, fusion_stride=4, group_norm_autocast=True, **NO_HOST_SYNCS,

@@ -79,7 +79,13 @@ _WRITE_ONLY = frozenset({'copy_', 'fill_', 'zero_', 'normal_', 'uniform_', 'bern
 # Not views by their schema, but they allocate or re-describe memory without moving it.
 _FREE = frozenset({'empty', 'empty_like', 'empty_strided', 'new_empty', 'new_empty_strided',
                    '_unsafe_view', 'detach', 'alias', 'lift_fresh', 'set_', 'resize_',
-                   'record_stream', '_reshape_alias', 'as_strided_', 'resize_as_'})
+                   'record_stream', '_reshape_alias', 'as_strided_', 'resize_as_',
+                   # in-place metadata changes
+                   'unsqueeze_', 'squeeze_', 't_', 'transpose_', 'swapdims_', 'swapaxes_'})
+# Operators that read only the rows of a table their indices select: the table's share of
+# the read is at most what they write.
+_GATHERS = frozenset({'embedding', 'index', 'index_select', 'gather', 'take',
+                      'take_along_dim'})
 # multi_tensor_apply's limits (ATen's MultiTensorApply.cuh): tensors per launch by the number
 # of tensor lists, chunks of 65,536 elements and 320 blocks per launch.
 _MAX_TENSORS_BY_DEPTH = (110, 64, 48, 36, 30)
@@ -129,35 +135,44 @@ def op_traffic(func: torch._ops.OpOverload, args: tuple, kwargs: dict,
                out: object) -> tuple[int, int]:
     """The least bytes ``func`` reads and writes: (read, written).
 
-    Every tensor argument is read once and every result written once; mutated arguments are
-    written (and read, unless the operator only overwrites them: ``copy_``, fills, ``out=``).
-    Views, allocations and operators without tensor results or mutations move nothing.
+    Every tensor argument is read once (a tensor passed twice, once) and every result written
+    once; mutated arguments are written (and read, unless the operator only overwrites them:
+    ``copy_``, fills, ``out=``). A gather (``embedding``, ``index``, ...) reads at most as much
+    of its table as it writes. Views, allocations and operators without tensor results or
+    mutations move nothing.
     """
     name = func._overloadpacket.__name__
     if func.is_view or name in _FREE:
         return 0, 0
-    read = written = 0
-    mutated: set[int] = set()
+    inputs: dict[int, int] = {}  # tensor id -> bytes, each tensor once
+    mutated: dict[int, int] = {}
+    overwritten: set[int] = set()
     positional = iter(args)
     for argument in func._schema.arguments:
         if argument.kwarg_only:
             value = kwargs.get(argument.name)
         else:
             value = next(positional, kwargs.get(argument.name))
-        tensors = _tensors(value)
-        nbytes = sum(distinct_bytes(t) for t in tensors)
-        if argument.alias_info is not None and argument.alias_info.is_write:
-            mutated.update(id(t) for t in tensors)
-            written += nbytes
-            if not (argument.is_out or name in _WRITE_ONLY):
-                read += nbytes
-        else:
-            read += nbytes
-    results = [t for t in _tensors(out) if id(t) not in mutated]
+        is_write = argument.alias_info is not None and argument.alias_info.is_write
+        for tensor in _tensors(value):
+            nbytes = distinct_bytes(tensor)
+            if is_write:
+                mutated[id(tensor)] = nbytes
+                if argument.is_out or name in _WRITE_ONLY:
+                    overwritten.add(id(tensor))
+                    continue
+            inputs[id(tensor)] = nbytes
+    results = {id(t): distinct_bytes(t) for t in _tensors(out) if id(t) not in mutated}
     if not results and not mutated:
         return 0, 0
-    written += sum(distinct_bytes(t) for t in results)
-    return read, written
+    for key in overwritten:
+        inputs.pop(key, None)
+    written = sum(mutated.values()) + sum(results.values())
+    if name in _GATHERS:
+        table = args[0] if args and isinstance(args[0], Tensor) else None  # the first always
+        if table is not None and id(table) in inputs:
+            inputs[id(table)] = min(inputs[id(table)], written)
+    return sum(inputs.values()), written
 
 
 def _compute_dtype(args: tuple, kwargs: dict) -> torch.dtype | None:
@@ -284,7 +299,7 @@ class RooflineCounter(MetaPlaceholders):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if self._counting and not func.is_view:
+        if self._counting:
             with self:
                 decomposed = func.decompose(*args, **kwargs)
             if decomposed is not NotImplemented:
@@ -295,6 +310,8 @@ class RooflineCounter(MetaPlaceholders):
         return out
 
     def _count(self, func, args: tuple, kwargs: dict, out: object) -> None:
+        if not any(t.device.type == 'meta' for t in _tensors((args, kwargs, out))):
+            return  # host tensors (e.g. AdamW's step counts): no kernel on the device
         packet = func._overloadpacket
         name = packet.__name__
         read, written = op_traffic(func, args, kwargs, out)
@@ -305,9 +322,12 @@ class RooflineCounter(MetaPlaceholders):
         if name.startswith('_foreach_'):
             lists = [a for a in (*args, *kwargs.values())
                      if isinstance(a, (list, tuple)) and a and isinstance(a[0], Tensor)]
-            out_list = 0 if name.endswith('_') else 1
-            kernels = multi_tensor_launches([t.numel() for t in lists[0]],
-                                            depth=len(lists) + out_list) if lists else 1
+            numels = [t.numel() for t in lists[0]] if lists else []
+            # an output list as large as the inputs is one more list for the kernel to walk
+            outputs = out if isinstance(out, (list, tuple)) else []
+            out_list = int(bool(outputs) and [t.numel() for t in outputs] == numels)
+            kernels = multi_tensor_launches(numels, depth=len(lists) + out_list) if lists \
+                else 1
         else:
             kernels = 1
         self.add(name, op_category(name), flops=flops, read=read, written=written,

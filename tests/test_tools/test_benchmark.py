@@ -196,8 +196,11 @@ def test_roofline_cli_and_sweep(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert 'Roofline bound of a training step on NVIDIA H200 SXM' in printed
     assert '| optimizer |' in printed and 'MFU ceiling' in printed
-    # the wrapper's methods and clip_grad_norm_'s foreach test are restored
-    assert not torch.nn.utils.clip_grad._device_has_foreach_support(torch.device('meta'))
+    # clip_grad_norm_'s foreach tests are restored
+    clip_grad = torch.nn.utils.clip_grad
+    assert not clip_grad._device_has_foreach_support(torch.device('meta'))
+    assert not clip_grad._has_foreach_support([torch.empty(1, device='meta')],
+                                              torch.device('meta'))
 
     merged = benchmark_tool.main([EVENT_CONFIG, '--preset', 'tiny', '--size', '64', '64',
                                   '--roofline', '--roofline-device', 'h200', '--fused-adamw',

@@ -60,6 +60,24 @@ def test_in_place_reads_and_writes_its_target_and_copy_only_writes_it():
     assert only_op(counter, 'zero_')['bytes'] == 1024
 
 
+def test_a_tensor_passed_twice_is_read_once_and_a_gather_reads_what_it_selects():
+    x, table, rows = meta(1024), meta(50000, 64), torch.empty(77, dtype=torch.long,
+                                                               device='meta')
+    with RooflineCounter(SPEC) as counter:
+        x.mul_(x)
+        F.embedding(rows, table)
+    assert only_op(counter, 'mul_')['bytes'] == 2 * 4096
+    assert only_op(counter, 'embedding')['bytes'] == 77 * 8 + 2 * 77 * 64 * 4
+
+
+def test_host_tensors_launch_nothing():
+    step = torch.zeros(())  # AdamW keeps its step count on the host
+    with RooflineCounter(SPEC) as counter:
+        torch._foreach_add_([step], 1)
+        step.add_(1)
+    assert counter.summary()['kernels'] == 0
+
+
 def test_a_broadcast_argument_counts_its_distinct_elements():
     x, bias = meta(16, 1024), meta(1024)
     assert distinct_bytes(bias.expand(16, 1024)) == 4096
@@ -131,6 +149,21 @@ def test_fused_adamw_is_one_pass_per_group_and_only_inside_the_counter():
     assert set(counter.summary()['by_category']) == {'optimizer'}
 
 
+def test_clipping_runs_in_its_cuda_foreach_form_on_meta():
+    from madm.utils.benchmark import _foreach_clipping_on_meta
+    clip_grad = torch.nn.utils.clip_grad
+    originals = (clip_grad._device_has_foreach_support, clip_grad._has_foreach_support)
+    params = [meta(10, grad=True) for _ in range(5)]
+    for p in params:
+        p.grad = torch.empty_like(p)
+    with RooflineCounter(SPEC) as counter, _foreach_clipping_on_meta():
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+    # one foreach norm over the 5 gradients, one norm of the 5 norms; not a norm per gradient
+    assert counter.by_op['_foreach_norm'].ops == 1
+    assert counter.by_op['linalg_vector_norm'].ops == 1
+    assert (clip_grad._device_has_foreach_support, clip_grad._has_foreach_support) == originals
+
+
 def test_not_counted_runs_without_counting():
     x = meta(64)
     with RooflineCounter(SPEC) as counter:
@@ -178,3 +211,21 @@ def test_flops_are_those_of_torchs_flop_counter_under_emulated_autocast():
     assert summary['mfu_ceiling_fused'] > summary['mfu_ceiling_eager']
     # casts to bf16 are counted as such
     assert summary['by_category']['casts and copies']['kernels'] > 0
+
+
+def test_counted_phases_restore_the_wrapper_as_it_was():
+    from mmengine.optim import OptimWrapper
+
+    from madm.utils.benchmark import _counted_phases
+    net = nn.Linear(4, 4)
+    wrapper = OptimWrapper(torch.optim.AdamW(net.parameters()))
+    own_zero_grad = wrapper.zero_grad  # an instance attribute set before, kept after
+    wrapper.zero_grad = own_zero_grad
+    counter = RooflineCounter(SPEC)
+    with pytest.raises(RuntimeError, match='inside'):
+        with _counted_phases(counter, wrapper, fused=True):
+            assert 'step' in vars(wrapper) and 'step' in vars(wrapper.optimizer)
+            raise RuntimeError('inside')
+    assert 'backward' not in vars(wrapper) and 'step' not in vars(wrapper)
+    assert 'step' not in vars(wrapper.optimizer)
+    assert vars(wrapper)['zero_grad'] is own_zero_grad
