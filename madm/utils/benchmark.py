@@ -783,7 +783,7 @@ def _foreach_clipping_on_meta() -> Iterator[None]:
 
 def time_optimizer_overhead(cfg: Config, settings: BenchmarkSettings,
                             repeats: int = 20) -> dict:
-    """The host's fixed cost of the optimizer's part of a step, per parameter group.
+    """The host's fixed cost of the optimizer's part of a step (clipping, AdamW, zero_grad).
 
     The parameter groups of the task's optimizer (``paramwise_cfg``, and
     ``settings.merge_param_groups``) for the model at ``settings.preset``, with every
