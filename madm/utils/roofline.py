@@ -29,7 +29,7 @@ import contextlib
 import math
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
@@ -205,23 +205,10 @@ class CostTotals:
     bytes_written: int = 0
     seconds: float = 0.0
 
-    def add(self, *, kernels: int, flops: int, read: int, written: int,
-            seconds: float) -> None:
-        self.ops += 1
-        self.kernels += kernels
-        self.flops += flops
-        self.bytes_read += read
-        self.bytes_written += written
-        self.seconds += seconds
-
     def absorb(self, other: 'CostTotals') -> None:
-        """Add another group's totals to this one."""
-        self.ops += other.ops
-        self.kernels += other.kernels
-        self.flops += other.flops
-        self.bytes_read += other.bytes_read
-        self.bytes_written += other.bytes_written
-        self.seconds += other.seconds
+        """Add another group's totals (or one operator's cost) to this one."""
+        for item in fields(self):
+            setattr(self, item.name, getattr(self, item.name) + getattr(other, item.name))
 
     @property
     def bytes(self) -> int:
@@ -277,9 +264,10 @@ class RooflineCounter(MetaPlaceholders):
             category = 'optimizer'
         compute = flops / peak_flops(self.spec, dtype, category) if flops else 0.0
         seconds = max(compute, (read + written) / (self.spec.bandwidth_tbs * 1e12))
-        cost = dict(kernels=kernels, flops=flops, read=read, written=written, seconds=seconds)
-        self.totals[(self._phase, category)].add(**cost)
-        self.by_op[name].add(**cost)
+        cost = CostTotals(ops=1, kernels=kernels, flops=flops, bytes_read=read,
+                          bytes_written=written, seconds=seconds)
+        self.totals[(self._phase, category)].absorb(cost)
+        self.by_op[name].absorb(cost)
 
     def add_fused_adamw(self, param_groups: Sequence[Sequence[Tensor]]) -> None:
         """One fused AdamW update: each parameter with a gradient reads itself, its gradient
