@@ -2,7 +2,7 @@
 
 Example (MADM's "edge form" test frames)::
 
-    python data_converters/dsec_events.py data/DSEC_raw/test data/DSEC/69mask_test_edges \
+    python data_converters/dsec_events.py data/DSEC_raw/test data/DSEC/69mask_test_edges \\
         --semantic-root data/DSEC_semantic/test --sequences zurich_city_13_a
 
 Resumable: existing PNGs are skipped, and every PNG is written atomically.

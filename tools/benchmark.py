@@ -20,14 +20,14 @@ that would make the host wait for a GPU (``madm.utils.host_sync_audit``).
 ``--memory-estimate`` estimates a step's peak GPU memory on the meta device, on any machine
 (``madm.utils.meta_memory``; with ``--sweep``, of each variant):
 
-    python tools/benchmark.py configs/madm/rgb2depth.py --preset sd14 --memory-estimate \
+    python tools/benchmark.py configs/madm/rgb2depth.py --preset sd14 --memory-estimate \\
         --fusion-stride 4 --vae-dtype bfloat16 --fused-adamw
 
 ``--roofline`` bounds a step's GPU time from below on the meta device: each operator's FLOPs
 and least memory traffic at an H100's or H200's datasheet peaks, and the MFU ceilings they
 allow (``madm.utils.roofline``; with ``--sweep``, of each variant):
 
-    python tools/benchmark.py configs/madm/rgb2event.py --preset sd14 --roofline \
+    python tools/benchmark.py configs/madm/rgb2event.py --preset sd14 --roofline \\
         --fusion-stride 4 --vae-dtype bfloat16 --fused-adamw
 
 ``--optimizer-overhead`` times the host's fixed cost of clipping and AdamW over the task's

@@ -98,21 +98,95 @@ def test_training_matches_one_group_per_parameter(form, clip):
         assert torch.equal(p, q) == name.startswith('frozen'), name
 
 
-def test_merged_optimizer_state_round_trips():
+def unclipped_wrapper(model: nn.Module, merged: bool):
+    """Without the clip, the merge changes no bit of an update."""
+    wrapper = build_optim_wrapper(model, wrapper_cfg(merged=merged))
+    wrapper.clip_grad_kwargs = {}
+    return wrapper
+
+
+def train(model: nn.Module, wrapper, steps: range) -> None:
+    for step in steps:
+        x = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(step))
+        wrapper.update_params(model(x).pow(2).sum())
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    assert a['param_groups'] == b['param_groups']
+    assert a['state'].keys() == b['state'].keys()
+    for index, state in a['state'].items():
+        assert state.keys() == b['state'][index].keys()
+        for key, value in state.items():
+            assert torch.equal(value, b['state'][index][key]), (index, key)
+
+
+def test_state_dict_has_the_default_constructors_layout():
+    """What a checkpoint stores does not depend on the merge (no clipping: bit for bit)."""
+    torch.manual_seed(0)
+    model = Net()
+    twin = copy.deepcopy(model)
+    default, merged = unclipped_wrapper(model, False), unclipped_wrapper(twin, True)
+    train(model, default, range(2))
+    train(twin, merged, range(2))
+    assert len(merged.optimizer.param_groups) == 3
+    state = merged.state_dict()
+    assert len(state['param_groups']) == 6
+    assert_same_state(state, default.state_dict())
+
+
+@pytest.mark.parametrize('saved_merged, resumed_merged',
+                         [(True, True), (False, True), (True, False)])
+def test_resume_across_the_switch_continues_exactly(saved_merged, resumed_merged):
+    """Three steps, a checkpoint, two more: as five uninterrupted steps, whichever
+    constructor wrote the checkpoint and whichever resumes it."""
+    torch.manual_seed(0)
+    model = Net()
+    uninterrupted = copy.deepcopy(model)
+    reference = unclipped_wrapper(uninterrupted, resumed_merged)
+    writer = unclipped_wrapper(model, saved_merged)
+    train(uninterrupted, reference, range(5))
+    train(model, writer, range(3))
+    checkpoint = copy.deepcopy({'model': model.state_dict(), 'optim': writer.state_dict()})
+
+    resumed = Net()
+    resumed.load_state_dict(checkpoint['model'])
+    wrapper = unclipped_wrapper(resumed, resumed_merged)
+    wrapper.load_state_dict(checkpoint['optim'])
+    train(resumed, wrapper, range(3, 5))
+    for (name, p), q in zip(resumed.named_parameters(), uninterrupted.parameters()):
+        assert torch.equal(p, q), name
+
+
+def test_a_checkpoint_in_the_merged_layout_still_loads():
+    """Checkpoints written before the optimizer saved the unmerged layout."""
     torch.manual_seed(0)
     model = Net()
     wrapper = build_optim_wrapper(model, wrapper_cfg(merged=True))
-    x = torch.randn(2, 3, 6, 6)
-    wrapper.update_params(model(x).sum())
-    state = copy.deepcopy(wrapper.state_dict())
+    train(model, wrapper, range(1))
+    hooks = wrapper.optimizer._optimizer_state_dict_post_hooks
+    saved_hooks = dict(hooks)
+    hooks.clear()  # as the optimizer saved before
+    old = copy.deepcopy(wrapper.state_dict())
+    hooks.update(saved_hooks)
+    assert len(old['param_groups']) == 3
     twin = copy.deepcopy(model)
     resumed = build_optim_wrapper(twin, wrapper_cfg(merged=True))
-    resumed.load_state_dict(state)
-    wrapper.update_params(model(x).sum())
-    resumed.update_params(twin(x).sum())
+    resumed.load_state_dict(old)
+    train(model, wrapper, range(1, 2))
+    train(twin, resumed, range(1, 2))
     for p, q in zip(model.parameters(), twin.parameters()):
         assert torch.equal(p, q)
-    # a per-parameter checkpoint does not load: the groups differ
-    with pytest.raises(ValueError, match='parameter group'):
-        build_optim_wrapper(copy.deepcopy(model), wrapper_cfg(merged=False)).load_state_dict(
-            state)
+
+
+def test_a_state_that_does_not_fit_is_refused_clearly():
+    model = Net()
+    wrapper = build_optim_wrapper(model, wrapper_cfg(merged=True))
+    smaller = nn.Sequential(nn.Linear(3, 3))
+    other = build_optim_wrapper(smaller, wrapper_cfg(merged=False)).state_dict()
+    with pytest.raises(ValueError, match='another model or another optim_wrapper.paramwise_cfg'):
+        wrapper.load_state_dict(other)
+    # the right layout, but settings that the merge would have to mix
+    state = copy.deepcopy(build_optim_wrapper(Net(), wrapper_cfg(merged=False)).state_dict())
+    state['param_groups'][1]['weight_decay'] = 0.5  # conv.bias, merged with the norm's
+    with pytest.raises(ValueError, match='different settings to parameters that share'):
+        wrapper.load_state_dict(state)

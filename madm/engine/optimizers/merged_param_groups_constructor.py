@@ -9,12 +9,23 @@ settings changes how many calls a step makes, not the updates. One thing moves: 
 gradient-norm clip sums the parameters in group order, so its norm may round its last bit
 differently. ``foreach`` AdamW's temporaries then span a whole group (up to one copy of the
 trainable weights); fused AdamW has none (docs/benchmarks.md, fourteenth session).
+
+The optimizer's ``state_dict`` keeps mmengine's one-group-per-parameter layout, so
+checkpoints do not depend on the merge: a run resumes across the switch in either direction,
+and checkpoints written in the merged layout (before this) still load.
 """
+import functools
 from collections.abc import Hashable
 
+import torch
 import torch.nn as nn
-from mmengine.optim import DefaultOptimWrapperConstructor
+from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
+# Where each parameter of the one-group-per-parameter layout sits in the merged groups:
+# one list per unmerged group, of (merged group index, position in that group). Positions,
+# not tensors: the optimizer's hooks keep no reference to its parameters.
+Layout = list[list[tuple[int, int]]]
 
 
 def _hashable(value: object) -> Hashable:
@@ -57,12 +68,109 @@ class MergedParamGroupsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     decay as the default constructor; parameters that share them share a group
     (:func:`merge_param_groups`). Use it with
     ``optim_wrapper=dict(constructor='MergedParamGroupsOptimWrapperConstructor', ...)``.
-    A checkpoint's optimizer state is stored by group, so a run started with one constructor
-    does not resume with the other.
+    The optimizer saves and loads its state in the default constructor's layout
+    (:func:`keep_unmerged_state_dict_layout`), so its checkpoints and the default
+    constructor's are interchangeable.
     """
+
+    def __call__(self, model: nn.Module) -> OptimWrapper:
+        self._layout: Layout | None = None
+        optim_wrapper = super().__call__(model)
+        if self._layout is not None:  # no paramwise_cfg: one group, as mmengine's
+            keep_unmerged_state_dict_layout(optim_wrapper.optimizer, self._layout)
+        return optim_wrapper
 
     def add_params(self, params: list[dict], module: nn.Module, prefix: str = '',
                    is_dcn_module: int | float | None = None) -> None:
         super().add_params(params, module, prefix, is_dcn_module)
         if not prefix:  # the top-level call, after every submodule has added its groups
-            params[:] = merge_param_groups(params)
+            merged = merge_param_groups(params)
+            where = {id(p): (k, i) for k, group in enumerate(merged)
+                     for i, p in enumerate(group['params'])}
+            self._layout = [[where[id(p)] for p in group['params']] for group in params]
+            params[:] = merged
+
+
+def keep_unmerged_state_dict_layout(optimizer: torch.optim.Optimizer, layout: Layout) -> None:
+    """Make a merged-group optimizer save and load its state in the unmerged layout.
+
+    Registers a ``state_dict`` post-hook that splits each merged group into the unmerged
+    groups it holds (each with the merged group's current settings, as the unmerged
+    optimizer would have them) and a ``load_state_dict`` pre-hook that merges such a state
+    back. A state already in the merged layout loads as it is. torch does not copy an
+    optimizer's hooks, so a ``copy.deepcopy`` or an unpickled copy of the optimizer saves and
+    loads the merged layout only.
+
+    Args:
+        optimizer (torch.optim.Optimizer): The optimizer over the merged groups.
+        layout (Layout): For each unmerged group, the (merged group, position) of each of
+            its parameters, in order.
+    """
+    optimizer.register_state_dict_post_hook(functools.partial(_split_state, layout=layout))
+    optimizer.register_load_state_dict_pre_hook(functools.partial(_merge_state, layout=layout))
+
+
+def _settings(group: dict) -> dict:
+    return {k: v for k, v in group.items() if k not in ('params', 'param_names')}
+
+
+def _split_state(optimizer: torch.optim.Optimizer, state_dict: dict, *, layout: Layout) -> dict:
+    groups = state_dict['param_groups']
+    state, split, index = {}, [], 0
+    for positions in layout:
+        merged = groups[positions[0][0]]
+        group = dict(_settings(merged), params=[])
+        if 'param_names' in merged:
+            group['param_names'] = [merged['param_names'][i] for _, i in positions]
+        for k, i in positions:
+            old = groups[k]['params'][i]
+            if old in state_dict['state']:
+                state[index] = state_dict['state'][old]
+            group['params'].append(index)
+            index += 1
+        split.append(group)
+    return {'state': state, 'param_groups': split}
+
+
+def _merge_state(optimizer: torch.optim.Optimizer, state_dict: dict, *, layout: Layout) -> dict:
+    groups = state_dict['param_groups']
+    sizes = [len(g['params']) for g in groups]
+    if sizes == [len(g['params']) for g in optimizer.param_groups]:
+        return state_dict  # the merged layout
+    if sizes != [len(positions) for positions in layout]:
+        raise ValueError(
+            f'The optimizer state to load has {len(groups)} parameter groups of '
+            f'{sum(sizes)} parameters in all; this optimizer holds {sum(map(len, layout))} '
+            f'parameters in {len(optimizer.param_groups)} merged groups (one per setting) or '
+            f'{len(layout)} unmerged ones. The checkpoint was written for another model or '
+            "another optim_wrapper.paramwise_cfg; to keep its weights and not its optimizer "
+            "state, load it with load_from= instead of resume.")
+    # (stored index, its group, position there) of every parameter, by merged position
+    by_position: dict[tuple[int, int], tuple[int, dict, int]] = {}
+    for positions, group in zip(layout, groups):
+        for j, ((k, i), old) in enumerate(zip(positions, group['params'])):
+            by_position[k, i] = old, group, j
+    state, merged, index = {}, [], 0
+    for k, live in enumerate(optimizer.param_groups):
+        first = by_position[k, 0][1]
+        group = dict(_settings(first), params=[])
+        names = [] if 'param_names' in first else None
+        for i in range(len(live['params'])):
+            old, source, j = by_position[k, i]
+            if _hashable(_settings(source)) != _hashable(_settings(first)):
+                raise ValueError(
+                    'The optimizer state to load gives different settings to parameters '
+                    f'that share a merged group ({_settings(first)} and '
+                    f'{_settings(source)}): it was written with another '
+                    'optim_wrapper.paramwise_cfg. Resume with the constructor and '
+                    'paramwise_cfg it was written with, or load only its weights (load_from=).')
+            if old in state_dict['state']:
+                state[index] = state_dict['state'][old]
+            if names is not None:
+                names.append(source['param_names'][j])
+            group['params'].append(index)
+            index += 1
+        if names is not None:
+            group['param_names'] = names
+        merged.append(group)
+    return {'state': state, 'param_groups': merged}
