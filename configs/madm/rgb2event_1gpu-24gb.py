@@ -12,7 +12,8 @@
 # was measured; it only removes saved activations (-8.7 GiB at the reference fusion).
 # Not a departure either: AdamW's parameters in one group per setting (2 instead of 769; the
 # same updates, fewer kernel launches and less host time; docs/benchmarks.md, fourteenth
-# session). Checkpoints of the reference config do not resume with it (groups differ).
+# session). The optimizer state keeps mmengine's per-parameter layout in checkpoints, so it
+# loads whichever of the two constructors wrote it.
 _base_ = ['./rgb2event.py']
 model = dict(
     backbone=dict(gradient_checkpointing=True, vae_dtype='bfloat16'),
