@@ -62,7 +62,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from madm.utils.deferred_scalars import DeferredScalars, defer_grad_norm_log
 from madm.utils.host_sync_audit import HostSyncAudit, MetaPlaceholders
 from madm.utils.meta_memory import EmulatedCUDAAutocast, LiveMemoryTracker
-from madm.utils.roofline import DEVICE_SPECS, RooflineCounter
+from madm.utils.roofline import DEVICE_SPECS, RooflineCounter, count_parts
 
 AmpMode = Literal['bf16', 'fp16', 'none']
 _AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'none': None}
@@ -749,12 +749,33 @@ def estimate_roofline_on_meta(cfg: Config, settings: BenchmarkSettings,
     model_flops = count_flops_on_meta(cfg, settings)
     model, wrapper, batch, fused = _meta_step_setup(cfg, settings, fused_as='foreach')
     counter = RooflineCounter(DEVICE_SPECS[device])
-    with _counted_phases(counter, wrapper, fused), _foreach_clipping_on_meta():
+    with _counted_phases(counter, wrapper, fused), _foreach_clipping_on_meta(), \
+            count_parts(counter, model_parts(model)):
         _second_meta_step_under(counter, model, wrapper, batch)
     summary = dict(counter.summary(model_flops), model_switches=_model_switches(model))
     del model, wrapper, counter
     gc.collect()
     return summary
+
+
+def model_parts(model: nn.Module) -> dict[nn.Module, str]:
+    """The parts of a MADM model a roofline count is broken down by: UNet, the frozen VAE's
+    encoder and decoder, and the student's and the teacher's neck and head."""
+    from diffusers.models.autoencoders.vae import Decoder, Encoder
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
+    from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+
+    from madm.models.necks import BottleneckProjection
+
+    kinds = ((UNet2DConditionModel, 'UNet'), (Encoder, 'VAE encoder (frozen)'),
+             (Decoder, 'VAE decoder (frozen)'), (BottleneckProjection, 'neck'),
+             (BaseDecodeHead, 'decode head'))
+    parts = {}
+    for name, module in model.named_modules():
+        for kind, part in kinds:
+            if isinstance(module, kind):
+                parts[module] = f'teacher {part}' if name.startswith('teacher.') else part
+    return parts
 
 
 @contextlib.contextmanager
@@ -953,14 +974,15 @@ def _percent(value: float | None) -> str:
 
 def format_roofline(summary: dict, settings: BenchmarkSettings) -> str:
     """Markdown on :func:`estimate_roofline_on_meta`'s result: headline, then by category,
-    phase and top operators."""
+    phase, model part and top operators."""
     def row(name: str, t: dict) -> str:
         share = t['seconds'] / summary['eager_bound_s'] if summary['eager_bound_s'] else 0.0
         return (f"| {name} | {t['ops']:,} | {t['kernels']:,} | {t['flops'] / 1e12:.2f} | "
-                f"{t['bytes'] / 1e9:.1f} | {t['seconds'] * 1e3:.1f} | {share:.0%} |")
+                f"{t['bytes'] / 1e9:.1f} | {t['seconds'] * 1e3:.1f} | {share:.0%} | "
+                f"{t['compute_seconds'] * 1e3:.1f} |")
 
-    header = ('| {} | operators | kernels | TFLOP | GB moved | bound ms | share |\n'
-              '|---|---|---|---|---|---|---|')
+    header = ('| {} | operators | kernels | TFLOP | GB moved | bound ms | share | '
+              'compute-only ms |\n|---|---|---|---|---|---|---|---|')
     lines = [
         f"Roofline bound of a training step on {summary['device']} (meta count; "
         f"{settings.amp}, batch {settings.batch_size}, {settings.size[0]}x{settings.size[1]}):",
@@ -979,6 +1001,9 @@ def format_roofline(summary: dict, settings: BenchmarkSettings) -> str:
     lines += [row(name, t) for name, t in summary['by_category'].items()]
     lines += ['', header.format('phase')]
     lines += [row(name, t) for name, t in summary['by_phase'].items()]
+    # The teacher runs the student's UNet; autograd's operators run outside any module.
+    lines += ['', header.format('phase: model part')]
+    lines += [row(name, t) for name, t in summary['by_part'].items()]
     lines += ['', header.format('operator')]
     lines += [row(f"`{t['op']}`", t) for t in summary['top_ops']]
     return '\n'.join(lines)

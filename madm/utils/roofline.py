@@ -204,6 +204,7 @@ class CostTotals:
     bytes_read: int = 0
     bytes_written: int = 0
     seconds: float = 0.0
+    compute_seconds: float = 0.0  # of the matmuls, convolutions and attention among them
 
     def absorb(self, other: 'CostTotals') -> None:
         """Add another group's totals (or one operator's cost) to this one."""
@@ -223,7 +224,9 @@ class RooflineCounter(MetaPlaceholders):
     are decomposed as :class:`~torch.utils.flop_counter.FlopCounterMode` does, so the FLOPs
     are the same as its count. Totals are kept by phase and category (:attr:`totals`) and by
     operator (:attr:`by_op`); operators run inside :meth:`phase` ``('optimizer')`` count as
-    ``'optimizer'`` whatever they are.
+    ``'optimizer'`` whatever they are. Operators run inside :meth:`part` (e.g. a module's
+    forward, :func:`count_parts`) are also summed by phase and part (:attr:`by_part`);
+    the others by phase and ``'other'``.
 
     Args:
         spec (DeviceSpec): The device whose peaks turn counts into seconds.
@@ -234,7 +237,9 @@ class RooflineCounter(MetaPlaceholders):
         self.spec = spec
         self.totals: dict[tuple[str, str], CostTotals] = defaultdict(CostTotals)
         self.by_op: dict[str, CostTotals] = defaultdict(CostTotals)
+        self.by_part: dict[tuple[str, str], CostTotals] = defaultdict(CostTotals)
         self._phase = 'forward'
+        self._parts: list[str] = []
         self._counting = True
 
     @contextlib.contextmanager
@@ -247,6 +252,23 @@ class RooflineCounter(MetaPlaceholders):
             yield
         finally:
             self._phase = previous
+
+    @contextlib.contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        """Attribute the operators run inside to part ``name`` (the innermost part wins)."""
+        self.enter_part(name)
+        try:
+            yield
+        finally:
+            self.exit_part()
+
+    def enter_part(self, name: str) -> None:
+        """Start part ``name``, as :meth:`part` does; pair with :meth:`exit_part`."""
+        self._parts.append(name)
+
+    def exit_part(self) -> None:
+        """End the innermost part."""
+        self._parts.pop()
 
     @contextlib.contextmanager
     def not_counted(self) -> Iterator[None]:
@@ -265,9 +287,11 @@ class RooflineCounter(MetaPlaceholders):
         compute = flops / peak_flops(self.spec, dtype, category) if flops else 0.0
         seconds = max(compute, (read + written) / (self.spec.bandwidth_tbs * 1e12))
         cost = CostTotals(ops=1, kernels=kernels, flops=flops, bytes_read=read,
-                          bytes_written=written, seconds=seconds)
+                          bytes_written=written, seconds=seconds,
+                          compute_seconds=seconds if category in COMPUTE_CATEGORIES else 0.0)
         self.totals[(self._phase, category)].absorb(cost)
         self.by_op[name].absorb(cost)
+        self.by_part[(self._phase, self._parts[-1] if self._parts else 'other')].absorb(cost)
 
     def add_fused_adamw(self, param_groups: Sequence[Sequence[Tensor]]) -> None:
         """One fused AdamW update: each parameter with a gradient reads itself, its gradient
@@ -333,12 +357,14 @@ class RooflineCounter(MetaPlaceholders):
             dict: ``eager_bound_s`` (every operator), ``compute_bound_s`` (matmuls,
             convolutions and attention only), ``executed_flops``, ``model_flops``,
             ``bytes``, ``kernels``, ``mfu_ceiling_eager``, ``mfu_ceiling_fused``,
-            ``by_category`` and ``by_phase`` (each ``ops``, ``kernels``, ``flops``,
-            ``bytes``, ``seconds``), ``top_ops`` and ``device``.
+            ``by_category``, ``by_phase`` and ``by_part`` (each ``ops``, ``kernels``,
+            ``flops``, ``bytes``, ``seconds``, ``compute_seconds``; ``by_part`` is keyed
+            ``'<phase>: <part>'``, largest first), ``top_ops`` and ``device``.
         """
         def as_dict(totals: CostTotals) -> dict:
             return dict(ops=totals.ops, kernels=totals.kernels, flops=totals.flops,
-                        bytes=totals.bytes, seconds=totals.seconds)
+                        bytes=totals.bytes, seconds=totals.seconds,
+                        compute_seconds=totals.compute_seconds)
 
         by_category: dict[str, CostTotals] = defaultdict(CostTotals)
         by_phase: dict[str, CostTotals] = defaultdict(CostTotals)
@@ -346,7 +372,7 @@ class RooflineCounter(MetaPlaceholders):
             by_category[category].absorb(totals)
             by_phase[phase].absorb(totals)
         eager = sum(t.seconds for t in by_category.values())
-        compute = sum(t.seconds for c, t in by_category.items() if c in COMPUTE_CATEGORIES)
+        compute = sum(t.compute_seconds for t in by_category.values())
         executed = sum(t.flops for t in by_category.values())
         model_flops = executed if model_flops is None else model_flops
         peak = self.spec.half_tflops * 1e12
@@ -360,4 +386,31 @@ class RooflineCounter(MetaPlaceholders):
             mfu_ceiling_fused=model_flops / compute / peak if compute else None,
             by_category={c: as_dict(by_category[c]) for c in CATEGORIES if c in by_category},
             by_phase={p: as_dict(by_phase[p]) for p in PHASES if p in by_phase},
+            by_part={f'{phase}: {part}': as_dict(t) for (phase, part), t in sorted(
+                self.by_part.items(),
+                key=lambda item: (PHASES.index(item[0][0]), -item[1].seconds))},
             top_ops=[dict(op=name, **as_dict(t)) for name, t in ranked])
+
+
+@contextlib.contextmanager
+def count_parts(counter: RooflineCounter, parts: dict[torch.nn.Module, str]) -> Iterator[None]:
+    """Attribute what each module's forward runs to its part of ``counter``.
+
+    Args:
+        counter (RooflineCounter): The counter.
+        parts (dict[nn.Module, str]): Part name of each module; in a module inside another,
+            the inner module's part wins. Autograd's operators run outside any forward, so in
+            the backward phase nearly everything counts as ``'other'``.
+    """
+    handles = []
+    for module, name in parts.items():
+        handles.append(module.register_forward_pre_hook(
+            lambda module, args, name=name: counter.enter_part(name)))
+        handles.append(module.register_forward_hook(
+            lambda module, args, output: counter.exit_part(), always_call=True))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+

@@ -189,6 +189,8 @@ def test_roofline_cli_and_sweep(tmp_path, capsys):
     assert bound['device'] == 'NVIDIA H200 SXM'
     assert bound['eager_bound_s'] > bound['compute_bound_s'] > 0
     assert set(bound['by_phase']) == {'forward', 'backward', 'optimizer'}
+    assert {'forward: UNet', 'forward: VAE encoder (frozen)', 'forward: neck',
+            'forward: teacher decode head', 'backward: other'} <= set(bound['by_part'])
     # the model FLOPs are the meta count of --flops-only (no recomputation)
     assert bound['model_flops'] == count_flops_on_meta(event_cfg(), tiny_settings())
     # fused AdamW: one pass per parameter group (mmengine: a group per parameter)
@@ -196,6 +198,7 @@ def test_roofline_cli_and_sweep(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert 'Roofline bound of a training step on NVIDIA H200 SXM' in printed
     assert '| optimizer |' in printed and 'MFU ceiling' in printed
+    assert '| forward: VAE decoder (frozen) |' in printed
     # clip_grad_norm_'s foreach tests are restored
     clip_grad = torch.nn.utils.clip_grad
     assert not clip_grad._device_has_foreach_support(torch.device('meta'))
@@ -238,6 +241,12 @@ def test_roofline_bound_at_sd14_scale_is_under_what_the_h100_measured():
     assert bound['compute_bound_s'] < bound['eager_bound_s']
     # fused AdamW over mmengine's one group per trainable parameter: a launch each
     assert bound['by_category']['optimizer']['kernels'] >= 769
+    # the frozen VAE's encodes and decodes of 512x512 images do most of the arithmetic
+    parts = bound['by_part']
+    vae = [parts[f'forward: VAE {kind} (frozen)'] for kind in ('encoder', 'decoder')]
+    assert sum(p['flops'] for p in vae) > 0.5 * bound['executed_flops']
+    assert parts['forward: UNet']['flops'] > 0
+    assert parts['forward: teacher decode head']['flops'] > 0
 
 
 @pytest.mark.slow

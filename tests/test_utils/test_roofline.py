@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from madm.utils.meta_memory import EmulatedCUDAAutocast
-from madm.utils.roofline import (DEVICE_SPECS, DeviceSpec, RooflineCounter, distinct_bytes,
-                                 multi_tensor_launches, op_category, peak_flops)
+from madm.utils.roofline import (DEVICE_SPECS, DeviceSpec, RooflineCounter, count_parts,
+                                 distinct_bytes, multi_tensor_launches, op_category, peak_flops)
 
 #: Round numbers, so that expected times are easy to write: 1 TFLOP/s half, 1 TB/s.
 SPEC = DeviceSpec('test', half_tflops=1.0, tf32_tflops=0.5, fp32_tflops=0.25,
@@ -229,3 +229,52 @@ def test_counted_phases_restore_the_wrapper_as_it_was():
     assert 'backward' not in vars(wrapper) and 'step' not in vars(wrapper)
     assert 'step' not in vars(wrapper.optimizer)
     assert vars(wrapper)['zero_grad'] is own_zero_grad
+
+
+class TwoParts(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(8, 8), nn.ReLU())
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x) * 2)
+
+
+def test_parts_attribute_each_forward_and_add_up_to_the_phases():
+    model = TwoParts().to('meta')
+    x = meta(16, 8)
+    parts = {model: 'model', model.encoder: 'encoder', model.head: 'head'}
+    with RooflineCounter(SPEC) as counter, count_parts(counter, parts):
+        loss = model(x).sum()
+        with counter.phase('backward'):
+            loss.backward()
+    summary = counter.summary()
+    by_part = summary['by_part']
+    assert set(by_part) == {'forward: encoder', 'forward: head', 'forward: model',
+                            'forward: other', 'backward: other'}
+    # the inner module wins: the linear layers are not the outer model's
+    assert by_part['forward: model']['flops'] == 0 and by_part['forward: model']['ops'] == 1
+    assert by_part['forward: encoder']['flops'] == by_part['forward: head']['flops'] * 2
+    assert by_part['forward: encoder']['compute_seconds'] > 0
+    for phase, totals in summary['by_phase'].items():
+        for key in ('ops', 'kernels', 'flops', 'bytes'):
+            assert totals[key] == sum(t[key] for name, t in by_part.items()
+                                      if name.startswith(phase)), (phase, key)
+    assert summary['compute_bound_s'] == pytest.approx(
+        sum(t['compute_seconds'] for t in by_part.values()))
+    # the hooks are gone afterwards
+    with RooflineCounter(SPEC) as later:
+        model(x)
+    assert set(later.summary()['by_part']) == {'forward: other'}
+
+
+def test_a_part_ends_when_its_forward_raises():
+    model = TwoParts().to('meta')
+    model.head.register_forward_hook(lambda *args: (_ for _ in ()).throw(RuntimeError('x')))
+    with RooflineCounter(SPEC) as counter, count_parts(counter, {model.head: 'head'}):
+        with pytest.raises(RuntimeError):
+            model(meta(2, 8))
+        meta(4).add_(1)
+    assert counter.summary()['by_part']['forward: other']['ops'] >= 2  # encoder and add_
+
