@@ -83,10 +83,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "default: the config's")
     parser.add_argument('--compile-head', action='store_true',
                         help='torch.compile the student and teacher decode heads')
+    parser.add_argument('--compile-vae', action='store_true',
+                        help="torch.compile the frozen VAE's encoder and decoder")
     parser.add_argument('--compile-mode', default='default',
                         choices=('default', 'reduce-overhead', 'max-autotune-no-cudagraphs'),
-                        help="torch.compile mode of --compile and --compile-head "
-                             "('reduce-overhead': CUDA graphs)")
+                        help="torch.compile mode of --compile, --compile-head and "
+                             "--compile-vae ('reduce-overhead': CUDA graphs, not for the VAE)")
     parser.add_argument('--fused-adamw', action='store_true', help='AdamW(fused=True)')
     parser.add_argument('--channels-last', action='store_true',
                         help='UNet and VAE in channels-last memory format')
@@ -99,8 +101,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='the clipped gradient norm stays on the device instead of a '
                              'float() in the step (DeferredRuntimeInfoHook in training)')
     parser.add_argument('--group-norm-autocast', action='store_true',
-                        help="the UNet's and VAE's GroupNorms in the autocast dtype "
-                             '(backbone group_norm_precision=autocast) instead of float32')
+                        help="the GroupNorms of UNet, VAE and neck in the autocast dtype "
+                             '(group_norm_precision=autocast) instead of float32')
     parser.add_argument('--merge-param-groups', action=argparse.BooleanOptionalAction,
                         default=None, help='one AdamW parameter group per setting '
                         '(MergedParamGroupsOptimWrapperConstructor) instead of one per '
@@ -165,7 +167,8 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
         gradient_checkpointing=args.grad_checkpointing, attention=args.attention,
         vae_dtype=args.vae_dtype, fusion_stride=args.fusion_stride, compile=args.compile,
         head_with_cp=args.head_with_cp, head_resize=args.head_resize,
-        compile_head=args.compile_head, compile_mode=args.compile_mode,
+        compile_head=args.compile_head, compile_vae=args.compile_vae,
+        compile_mode=args.compile_mode,
         fused_adamw=args.fused_adamw, channels_last=args.channels_last,
         group_norm_autocast=args.group_norm_autocast, non_blocking_input=args.non_blocking_input,
         class_mix_on_device=args.class_mix_on_device, deferred_log=args.deferred_log,

@@ -1,11 +1,12 @@
 # MADM rgb2event on ONE GPU with 24 GB: the reference batch (2 pairs of 512x512 crops) in one
-# process, with every memory lever of docs/benchmarks.md ("GPU: sd14 rgb2event"): 18.55 GiB peak
-# measured on an H200 (random-weight SD-1.4, tools/benchmark.py; the training step only, not yet a
-# whole run on a 24 GB card), against 52 GiB without them.
+# process, with the memory levers measured in docs/benchmarks.md ("GPU: sd14 rgb2event"):
+# 18.55 GiB peak measured on an H200 (random-weight SD-1.4, tools/benchmark.py; the training
+# step only, not yet a whole run on a 24 GB card), against 52 GiB without them.
 # Departures from rgb2event.py (the reference), each a deliberate switch:
 # - DAFormer fusion at 1/4 of the image (standard DAFormer) instead of at the full-resolution s0
 #   size (method.md §11.14): the largest saving, and it changes the head's operating resolution;
-# - bf16 autocast without loss scaling instead of fp16 + GradScaler (same loss within 4.4e-3);
+# - bf16 autocast without loss scaling instead of fp16 + GradScaler (loss terms within 4.4e-3 of
+#   fp32);
 # - UNet gradient checkpointing; VAE weights in bf16 (frozen, no grad); fused AdamW.
 # Not a departure: the head resizes its embeddings by matmul (the same bilinear function, a
 # cheaper backward on GPUs; docs/benchmarks.md, fifth session). Added after the 18.55 GiB above

@@ -109,7 +109,7 @@ class BenchmarkSettings:
             resolution (method.md §11.14); None keeps the reference. Defaults to None.
         compile (bool): ``torch.compile`` the UNet in place. Defaults to False.
         compile_mode (Literal['default', 'reduce-overhead', 'max-autotune-no-cudagraphs']):
-            ``torch.compile``'s mode for ``compile`` and ``compile_head``;
+            ``torch.compile``'s mode for ``compile``, ``compile_head`` and ``compile_vae``;
             ``'reduce-overhead'`` replays the compiled graphs as CUDA graphs, which removes
             the host's kernel launches from the step. Defaults to 'default'.
         head_with_cp (bool): The head's ``with_cp``: recompute its fusion in backward.
@@ -119,6 +119,12 @@ class BenchmarkSettings:
             Defaults to None.
         compile_head (bool): ``torch.compile`` the student's and the teacher's decode heads
             in place. Defaults to False.
+        compile_vae (bool): ``torch.compile`` the frozen VAE's encoder and decoder in place
+            (no grad; at stride 4 about half the step's FLOPs and of its roofline bound). With
+            ``compile_mode='reduce-overhead'`` they compile in the default mode, without CUDA
+            graphs: a graph's outputs are overwritten at its next replay, and the neck's first
+            convolution keeps the source pass's decoded ``s0`` for backward while the teacher
+            and the mixed pass decode again. Defaults to False.
         fused_adamw (bool): ``AdamW(fused=True)``. Defaults to False.
         channels_last (bool): UNet and VAE in channels-last memory format. Defaults to False.
         group_norm_autocast (bool): The GroupNorms of UNet, VAE and neck normalise in the
@@ -158,6 +164,7 @@ class BenchmarkSettings:
     head_with_cp: bool = False
     head_resize: Literal['interpolate', 'matmul'] | None = None
     compile_head: bool = False
+    compile_vae: bool = False
     fused_adamw: bool = False
     channels_last: bool = False
     group_norm_autocast: bool = False
@@ -573,7 +580,7 @@ def audit_host_syncs_on_meta(cfg: Config, settings: BenchmarkSettings) -> dict:
         dict: :meth:`HostSyncAudit.summary` (``total``, ``where``, ``why``).
     """
     settings = dataclasses.replace(settings, amp='none', compile=False, compile_head=False,
-                                   fused_adamw=False)
+                                   compile_vae=False, fused_adamw=False)
     model = build_benchmark_model(cfg, settings, 'meta')
     optim_wrapper = build_benchmark_optim_wrapper(model, cfg, settings)
     batch = synthetic_batch(settings.batch_size, settings.size, model.num_classes, settings.seed)
@@ -715,7 +722,7 @@ def _model_switches(model: nn.Module) -> dict:
 
 
 def _compiled(settings: BenchmarkSettings) -> bool:
-    return settings.compile or settings.compile_head
+    return settings.compile or settings.compile_head or settings.compile_vae
 
 
 def estimate_roofline_on_meta(cfg: Config, settings: BenchmarkSettings,
@@ -1313,9 +1320,9 @@ def run_benchmark(cfg: Config, settings: BenchmarkSettings, *, check_fp32: bool 
     if any(s % 64 for s in settings.size):
         raise ValueError(f'size must be multiples of 64 (VAE x UNet downsampling), got '
                          f'{settings.size}.')
-    if settings.compile_mode != 'default' and not (settings.compile or settings.compile_head):
-        raise ValueError(f'compile_mode={settings.compile_mode!r} needs compile or '
-                         'compile_head.')
+    if settings.compile_mode != 'default' and not _compiled(settings):
+        raise ValueError(f'compile_mode={settings.compile_mode!r} needs compile, compile_head '
+                         'or compile_vae.')
     if check_fp32 and settings.compile_mode == 'reduce-overhead':
         # CUDA-graph trees may overwrite a compiled call's outputs at the next compiled call
         # within one forward, which the loss terms still read.
@@ -1355,6 +1362,11 @@ def _run_benchmark(cfg: Config, settings: BenchmarkSettings, device: torch.devic
     if settings.compile_head:
         for head in decode_heads(model):
             head.compile(dynamic=False, mode=settings.compile_mode)
+    if settings.compile_vae:
+        vae = model.backbone.vae
+        mode = 'default' if settings.compile_mode == 'reduce-overhead' else settings.compile_mode
+        vae.encoder.compile(dynamic=False, mode=mode)
+        vae.decoder.compile(dynamic=False, mode=mode)
     optim_wrapper = build_benchmark_optim_wrapper(model, cfg, settings)
     fp32_check = precision_differences(fp32_terms, loss_terms(
         model, batch, settings.amp, settings.seed, grad=True)) if check_fp32 else None
@@ -1413,8 +1425,9 @@ def format_markdown(result: BenchmarkResult) -> str:
         ('vae dtype / fusion stride / compile / fused AdamW',
          f"{s['vae_dtype'] or 'config'} / {_or_config(s['fusion_stride'])} / "
          f"{s['compile']} / {s['fused_adamw']}"),
-        ('head checkpointing / head resize / compile head',
-         f"{s['head_with_cp']} / {s['head_resize'] or 'config'} / {s['compile_head']}"),
+        ('head checkpointing / head resize / compile head / compile VAE',
+         f"{s['head_with_cp']} / {s['head_resize'] or 'config'} / {s['compile_head']} / "
+         f"{s['compile_vae']}"),
         ('GroupNorm in autocast dtype / compile mode / channels-last',
          f"{s['group_norm_autocast']} / {s['compile_mode']} / {s['channels_last']}"),
         ('non-blocking input / ClassMix on device / deferred grad-norm log',
@@ -1441,7 +1454,8 @@ def format_markdown(result: BenchmarkResult) -> str:
 
 
 # --------------------------------------------------------------------------- lever sweep
-#: The memory levers of configs/madm/rgb2event_1gpu-24gb.py.
+#: The memory levers of configs/madm/rgb2event_1gpu-24gb.py as first measured (it has since
+#: gained the matmul resize and merged parameter groups).
 ALL_LEVERS = dict(gradient_checkpointing=True, vae_dtype='bfloat16', fusion_stride=4,
                   fused_adamw=True)
 #: Overrides of the fastest eager setting at the reference fusion (fifth session, H100:
@@ -1450,6 +1464,9 @@ BEST_EAGER = dict(amp='bf16', head_resize='matmul', vae_dtype='bfloat16', fused_
 #: The step without host syncs (``--host-sync-audit``: 10 by default, 0 with these; fp16's
 #: GradScaler would add its inf check).
 NO_HOST_SYNCS = dict(non_blocking_input=True, class_mix_on_device=True, deferred_log=True)
+#: The candidate fastest eager step at stride 4 (fourteenth session), what compiling adds to.
+STRIDE4_CANDIDATE = dict(BEST_EAGER, fusion_stride=4, group_norm_autocast=True, **NO_HOST_SYNCS,
+                         merge_param_groups=True)
 #: Issue 8's levers as (name, overrides of the baseline settings). The first sessions' sweep
 #: comes first, most important first and compilation last (its warm-up is the longest), so
 #: that a run cut short by its deadline still has the baseline, the combined setting and the
@@ -1514,13 +1531,24 @@ LEVER_SWEEP: tuple[tuple[str, dict], ...] = (
     # Not yet measured on a GPU: AdamW's 769 one-parameter groups merged into 2 (fourteenth
     # session: the host's optimizer time on the CPU VM fell 41-56 -> 11-16 ms, fused AdamW).
     ('bf16 + fusion stride 4 + GroupNorm in bf16 + no host syncs + merged param groups + '
-     'matmul resize + VAE in bf16 + fused AdamW',
-     dict(BEST_EAGER, fusion_stride=4, group_norm_autocast=True, **NO_HOST_SYNCS,
-          merge_param_groups=True)),
+     'matmul resize + VAE in bf16 + fused AdamW', STRIDE4_CANDIDATE),
     ('bf16 + fusion stride 4 + GroupNorm in bf16 + no host syncs + matmul resize + VAE in '
      'bf16 + fused AdamW + compile with CUDA graphs (UNet and head)',
      dict(BEST_EAGER, fusion_stride=4, group_norm_autocast=True, **NO_HOST_SYNCS,
           compile=True, compile_head=True, compile_mode='reduce-overhead')),
+    # Not yet measured on a GPU (fifteenth session): the frozen VAE's encodes and decodes are
+    # 46 of the 100 ms roofline bound at stride 4, and no compiled variant compiled them.
+    ('bf16 + fusion stride 4 + GroupNorm in bf16 + no host syncs + merged param groups + '
+     'matmul resize + VAE in bf16 + fused AdamW + compile (VAE)',
+     dict(STRIDE4_CANDIDATE, compile_vae=True)),
+    ('bf16 + fusion stride 4 + GroupNorm in bf16 + no host syncs + merged param groups + '
+     'matmul resize + VAE in bf16 + fused AdamW + compile (UNet, head and VAE)',
+     dict(STRIDE4_CANDIDATE, compile=True, compile_head=True, compile_vae=True)),
+    ('bf16 + fusion stride 4 + GroupNorm in bf16 + no host syncs + merged param groups + '
+     'matmul resize + VAE in bf16 + fused AdamW + compile with CUDA graphs (UNet and head) '
+     '+ compile (VAE)',
+     dict(STRIDE4_CANDIDATE, compile=True, compile_head=True, compile_vae=True,
+          compile_mode='reduce-overhead')),
 )
 #: Variants whose loss terms are compared with fp32, and those timed at inference too.
 SWEEP_CHECK_FP32 = ('bf16 (baseline)', 'bf16 + all levers but compile', 'fp16 + GradScaler',
@@ -1592,7 +1620,7 @@ def run_lever_sweep(cfg: Config, base: BenchmarkSettings, *,
         settings = dataclasses.replace(base, **overrides)
         entry: dict = dict(name=name, settings=asdict(settings))
         elapsed = time.perf_counter() - start
-        compiled = settings.compile or settings.compile_head
+        compiled = _compiled(settings)
         needed = longest * (3.0 if compiled else 1.0)
         if deadline_s is not None and elapsed + needed > deadline_s:
             entry.update(status='skipped', wall_s=0.0,

@@ -372,6 +372,51 @@ def test_fp32_check_of_a_compiled_run_checks_the_compiled_step(monkeypatch):
     assert all(v['rel_diff'] < 0.05 for v in result.fp32_check.values())
 
 
+@pytest.mark.slow
+def test_compile_vae_compiles_the_frozen_encoder_and_decoder_without_cuda_graphs(monkeypatch):
+    from madm.utils import benchmark
+
+    compile_module = torch.nn.Module.compile
+    compiled = []
+
+    def spy_compile(self, **kw):
+        compiled.append((type(self).__name__, kw.get('mode')))
+        # dynamo's eager backend (it takes no mode): the capture without inductor's codegen
+        return compile_module(self, **dict(kw, backend='eager', mode=None))
+
+    monkeypatch.setattr(torch.nn.Module, 'compile', spy_compile)
+    monkeypatch.setattr(benchmark, 'time_train_steps', lambda *args, **kwargs: [1.0])
+    vae_compiled = []
+    real_loss_terms = benchmark.loss_terms
+
+    def spy(model, batch, amp, seed=0, **kwargs):
+        vae = model.backbone.vae
+        vae_compiled.append((vae.encoder._compiled_call_impl is not None,
+                             vae.decoder._compiled_call_impl is not None))
+        return real_loss_terms(model, batch, amp, seed, **kwargs)
+
+    monkeypatch.setattr(benchmark, 'loss_terms', spy)
+    try:
+        result = benchmark.run_benchmark(event_cfg(), tiny_settings(amp='bf16', compile_vae=True),
+                                         check_fp32=True, inference_sizes=(), flops=1)
+        assert compiled == [('Encoder', 'default'), ('Decoder', 'default')]
+        assert vae_compiled == [(False, False), (True, True)]  # fp32 eager, bf16 as timed
+        assert all(v['rel_diff'] < 0.05 for v in result.fp32_check.values())
+        assert result.settings['compile_vae']
+        compiled.clear()
+        benchmark.run_benchmark(
+            event_cfg(), tiny_settings(amp='bf16', compile=True, compile_vae=True,
+                                       compile_mode='reduce-overhead'),
+            inference_sizes=(), flops=1)
+    finally:
+        torch._dynamo.reset()
+    # CUDA graphs for the UNet; the VAE's encoder and decoder in the default mode
+    assert compiled == [('UNet2DConditionModel', 'reduce-overhead'), ('Encoder', 'default'),
+                        ('Decoder', 'default')]
+    with pytest.raises(ValueError, match='does not model torch.compile'):
+        estimate_roofline_on_meta(event_cfg(), tiny_settings(compile_vae=True))
+
+
 def test_each_step_is_marked_for_cuda_graphs_only_when_they_are_used(monkeypatch):
     events = []
     monkeypatch.setattr(torch.compiler, 'cudagraph_mark_step_begin',
@@ -472,7 +517,8 @@ def test_default_sweep_names_are_unique_and_cover_every_lever():
                        'fusion_stride', 'fused_adamw', 'compile', 'cudnn_benchmark',
                        'channels_last', 'head_with_cp', 'head_resize', 'compile_head',
                        'group_norm_autocast', 'compile_mode', 'non_blocking_input',
-                       'class_mix_on_device', 'deferred_log', 'merge_param_groups'}
+                       'class_mix_on_device', 'deferred_log', 'merge_param_groups',
+                       'compile_vae'}
     assert set(toggled) <= {f.name for f in dataclasses.fields(BenchmarkSettings)}
 
 

@@ -1,10 +1,26 @@
 """Data preprocessor for paired source/target UDA batches (method.md §1 step 2)."""
 from typing import Any
 
+import torch
+from mmengine.structures import BaseDataElement
 from mmseg.models.data_preprocessor import SegDataPreProcessor
 from mmseg.registry import MODELS
 
 _BRANCHES = ('source', 'target')
+
+
+def pinned(data: Any) -> Any:
+    """``data`` with every tensor in pinned memory, data elements' fields included.
+
+    ``DataLoader(pin_memory=True)`` pins tensors and containers of them, but not the labels
+    inside mmseg's data samples, which have no ``pin_memory`` method. Tensors already pinned
+    are kept; data elements are new ones that share their metainfo and unpinned fields.
+    """
+    if isinstance(data, torch.Tensor):
+        return data if data.is_pinned() else data.pin_memory()
+    if isinstance(data, BaseDataElement):
+        return data.new(**{key: pinned(value) for key, value in data.items()})
+    return data
 
 
 @MODELS.register_module()
@@ -35,10 +51,11 @@ class UDASegDataPreProcessor(SegDataPreProcessor):
     Args:
         non_blocking (bool): Copy images and labels to the device with
             ``non_blocking=True`` (mmengine's ``BaseDataPreprocessor`` option, which
-            ``SegDataPreProcessor`` does not pass on). From pinned memory (the dataloader's
-            ``pin_memory=True``) the copies then overlap the GPU's work instead of waiting
-            for it; from pageable memory CUDA may still synchronise. Same values either way.
-            Defaults to False.
+            ``SegDataPreProcessor`` does not pass on). On CUDA it first pins what is not
+            pinned yet (:func:`pinned`): with the dataloader's ``pin_memory=True`` only the
+            labels, which the dataloader cannot pin inside data samples. A copy from pageable
+            memory would wait for the GPU's queued work; from pinned memory it overlaps it.
+            Same values either way. Defaults to False.
         **kwargs: Forwarded to :class:`SegDataPreProcessor` (``mean``, ``std``,
             ``size``, ``size_divisor``, ``pad_val``, ``seg_pad_val``,
             ``bgr_to_rgb``, ``rgb_to_bgr``, ``batch_augments``, ``test_cfg``).
@@ -77,10 +94,16 @@ class UDASegDataPreProcessor(SegDataPreProcessor):
         """Copy ``data`` to the device and, for a batch, flip its images from BGR to RGB there.
 
         The flip follows the parent's rule (all images when the first has 3 channels) and
-        replaces the parent's list index, which it turns off in ``__init__``.
+        replaces the parent's list index, which it turns off in ``__init__``. With
+        ``non_blocking`` on CUDA, tensors and data samples are pinned first.
         """
+        if isinstance(data, (torch.Tensor, BaseDataElement)) and self._pins_before_copy():
+            data = pinned(data)
         data = super().cast_data(data)
         inputs = data.get('inputs') if isinstance(data, dict) else None
         if self._flip_channels and inputs is not None and len(inputs) and inputs[0].size(0) == 3:
             data = {**data, 'inputs': [img.flip(0) for img in inputs]}
         return data
+
+    def _pins_before_copy(self) -> bool:
+        return self._non_blocking and torch.device(self.device).type == 'cuda'

@@ -84,6 +84,59 @@ def test_non_blocking_reaches_every_copy_and_keeps_the_values(monkeypatch):
                        expected['data_samples']['source'][0].gt_sem_seg.data)
 
 
+def fake_pinning(monkeypatch) -> list[torch.Tensor]:
+    """``Tensor.pin_memory`` without CUDA: a clone marked as pinned (the list of them)."""
+    pinned_copies = []
+
+    def pin_memory(self):
+        copy = self.clone()
+        pinned_copies.append(copy)
+        return copy
+
+    monkeypatch.setattr(torch.Tensor, 'pin_memory', pin_memory)
+    monkeypatch.setattr(torch.Tensor, 'is_pinned',
+                        lambda self: any(self is t for t in pinned_copies))
+    return pinned_copies
+
+
+def test_pinned_reaches_the_labels_inside_data_samples(monkeypatch):
+    from madm.models.data_preprocessors.uda_data_preprocessor import pinned
+    pinned_copies = fake_pinning(monkeypatch)
+    img, sample = _sample(4, 4, True, 0)
+    out = pinned(sample)
+    label = out.gt_sem_seg.data
+    assert any(label is t for t in pinned_copies) and torch.equal(label, sample.gt_sem_seg.data)
+    assert out.metainfo == sample.metainfo and sample.gt_sem_seg.data is not label  # a new one
+    image = pinned(img)
+    assert image.is_pinned() and pinned(image) is image  # pinned once
+    assert pinned('not a tensor') == 'not a tensor'
+
+
+def test_non_blocking_copies_to_cuda_come_from_pinned_memory(monkeypatch):
+    """DataLoader(pin_memory=True) pins the images; the preprocessor pins the labels too, so
+    that no copy waits for the GPU. Checked with a pretend pinning and the ``meta`` device."""
+    pre = MODELS.build(dict(type='UDASegDataPreProcessor', non_blocking=True, **CFG))
+    pre.to('meta')
+    assert not pre._pins_before_copy()  # only on CUDA
+    pinned_copies = fake_pinning(monkeypatch)
+    copied = []
+    to = torch.Tensor.to
+
+    def spy(self, *args, **kwargs):
+        copied.append(self.is_pinned())
+        return to(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, 'to', spy)
+    monkeypatch.setattr(type(pre), '_pins_before_copy', lambda self: True)
+    source, target = _branch(True, 0), _branch(False, 10)
+    source['inputs'] = [img.pin_memory() for img in source['inputs']]  # as the loader does
+    images_pinned_by_the_loader = len(pinned_copies)
+    pre(dict(source=source, target=target), training=True)
+    assert copied == [True] * 6  # 4 images, 2 labels
+    # the preprocessor pinned the target's images and the source's labels, not the rest again
+    assert len(pinned_copies) - images_pinned_by_the_loader == 4
+
+
 @pytest.mark.parametrize('channels', [3, 1])
 def test_flip_on_the_device_gives_the_parents_values(channels):
     pre = MODELS.build(dict(type='UDASegDataPreProcessor', **CFG))
