@@ -1,7 +1,7 @@
 """Segment images, an image folder or a DSEC event recording with a trained model.
 
-    python tools/infer.py CONFIG CKPT INPUT --out-dir DIR [--device cpu] [--opacity 0.5]
-        [--event-representation edge] [--timestamps TS.txt | --window-ms 50]
+    python tools/infer.py CONFIG CKPT INPUT --out-dir DIR [--device cpu] [--opacity 0.5] \\
+        [--event-representation edge] [--timestamps TS.txt | --window-ms 50] \\
         [--cfg-options KEY=VALUE ...]
 
 INPUT is an image, a folder of images, or a DSEC ``events.h5`` (``rectify_map.h5``

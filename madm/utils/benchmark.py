@@ -355,6 +355,12 @@ def decode_heads(model: nn.Module) -> list[nn.Module]:
     return heads
 
 
+def vaes(model: nn.Module) -> list[nn.Module]:
+    """The model's VAEs: the backbone's and, with ``teacher_scope='full'``, the teacher's."""
+    from diffusers import AutoencoderKL
+    return [module for module in model.modules() if isinstance(module, AutoencoderKL)]
+
+
 # --------------------------------------------------------------------------- data
 def synthetic_batch(batch_size: int, size: tuple[int, int], num_classes: int,
                     seed: int = 0, ignore_index: int = 255) -> dict:
@@ -777,7 +783,7 @@ def model_parts(model: nn.Module) -> dict[nn.Module, str]:
     kinds = ((UNet2DConditionModel, 'UNet'), (Encoder, 'VAE encoder (frozen)'),
              (Decoder, 'VAE decoder (frozen)'), (BottleneckProjection, 'neck'),
              (BaseDecodeHead, 'decode head'))
-    parts = {}
+    parts: dict[nn.Module, str] = {}
     for name, module in model.named_modules():
         for kind, part in kinds:
             if isinstance(module, kind):
@@ -1008,7 +1014,8 @@ def format_roofline(summary: dict, settings: BenchmarkSettings) -> str:
     lines += [row(name, t) for name, t in summary['by_category'].items()]
     lines += ['', header.format('phase')]
     lines += [row(name, t) for name, t in summary['by_phase'].items()]
-    # The teacher runs the student's UNet; autograd's operators run outside any module.
+    # The configs' teacher runs the student's UNet and VAE; autograd's operators run outside
+    # any module.
     lines += ['', header.format('phase: model part')]
     lines += [row(name, t) for name, t in summary['by_part'].items()]
     lines += ['', header.format('operator')]
@@ -1323,6 +1330,10 @@ def run_benchmark(cfg: Config, settings: BenchmarkSettings, *, check_fp32: bool 
     if settings.compile_mode != 'default' and not _compiled(settings):
         raise ValueError(f'compile_mode={settings.compile_mode!r} needs compile, compile_head '
                          'or compile_vae.')
+    if settings.compile_mode == 'reduce-overhead' and not (settings.compile
+                                                           or settings.compile_head):
+        raise ValueError("compile_mode='reduce-overhead' (CUDA graphs) needs compile or "
+                         'compile_head: the VAE compiles without CUDA graphs.')
     if check_fp32 and settings.compile_mode == 'reduce-overhead':
         # CUDA-graph trees may overwrite a compiled call's outputs at the next compiled call
         # within one forward, which the loss terms still read.
@@ -1363,10 +1374,10 @@ def _run_benchmark(cfg: Config, settings: BenchmarkSettings, device: torch.devic
         for head in decode_heads(model):
             head.compile(dynamic=False, mode=settings.compile_mode)
     if settings.compile_vae:
-        vae = model.backbone.vae
         mode = 'default' if settings.compile_mode == 'reduce-overhead' else settings.compile_mode
-        vae.encoder.compile(dynamic=False, mode=mode)
-        vae.decoder.compile(dynamic=False, mode=mode)
+        for vae in vaes(model):
+            vae.encoder.compile(dynamic=False, mode=mode)
+            vae.decoder.compile(dynamic=False, mode=mode)
     optim_wrapper = build_benchmark_optim_wrapper(model, cfg, settings)
     fp32_check = precision_differences(fp32_terms, loss_terms(
         model, batch, settings.amp, settings.seed, grad=True)) if check_fp32 else None

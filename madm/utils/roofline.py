@@ -403,14 +403,25 @@ def count_parts(counter: RooflineCounter, parts: dict[torch.nn.Module, str]) -> 
             the backward phase nearly everything counts as ``'other'``.
     """
     handles = []
+    # Calls whose part was entered and not yet ended, per module: the end hook always runs
+    # (also when the forward raises), but the start hook does not if an earlier pre-hook raised.
+    open_calls: dict[torch.nn.Module, int] = defaultdict(int)
+
+    def start(module: torch.nn.Module, args: tuple, name: str) -> None:
+        open_calls[module] += 1
+        counter.enter_part(name)
+
+    def end(module: torch.nn.Module, args: tuple, output: object) -> None:
+        if open_calls[module]:
+            open_calls[module] -= 1
+            counter.exit_part()
+
     for module, name in parts.items():
         handles.append(module.register_forward_pre_hook(
-            lambda module, args, name=name: counter.enter_part(name)))
-        handles.append(module.register_forward_hook(
-            lambda module, args, output: counter.exit_part(), always_call=True))
+            lambda module, args, name=name: start(module, args, name)))
+        handles.append(module.register_forward_hook(end, always_call=True))
     try:
         yield
     finally:
         for handle in handles:
             handle.remove()
-

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 from mmengine.optim import build_optim_wrapper
-from mmengine.optim.scheduler import LinearParamScheduler
+from mmengine.optim.scheduler import LinearLR, LinearParamScheduler, MultiStepLR
 from mmengine.registry import init_default_scope
 
 import madm  # noqa: F401  registers the constructor
@@ -105,10 +105,18 @@ def unclipped_wrapper(model: nn.Module, merged: bool):
     return wrapper
 
 
-def train(model: nn.Module, wrapper, steps: range) -> None:
+def schedules(wrapper) -> list:
+    """A warm-up and a step decay inside five steps, as the configs' LinearLR + MultiStepLR."""
+    return [LinearLR(wrapper, start_factor=0.1, end=2, by_epoch=False),
+            MultiStepLR(wrapper, milestones=[3], gamma=0.1, by_epoch=False)]
+
+
+def train(model: nn.Module, wrapper, steps: range, lr_schedules: list = ()) -> None:
     for step in steps:
         x = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(step))
         wrapper.update_params(model(x).pow(2).sum())
+        for schedule in lr_schedules:
+            schedule.step()
 
 
 def assert_same_state(a: dict, b: dict) -> None:
@@ -138,21 +146,28 @@ def test_state_dict_has_the_default_constructors_layout():
                          [(True, True), (False, True), (True, False)])
 def test_resume_across_the_switch_continues_exactly(saved_merged, resumed_merged):
     """Three steps, a checkpoint, two more: as five uninterrupted steps, whichever
-    constructor wrote the checkpoint and whichever resumes it."""
+    constructor wrote the checkpoint and whichever resumes it, with the configs' kind of
+    learning-rate schedule saved and restored as the Runner does."""
     torch.manual_seed(0)
     model = Net()
     uninterrupted = copy.deepcopy(model)
     reference = unclipped_wrapper(uninterrupted, resumed_merged)
     writer = unclipped_wrapper(model, saved_merged)
-    train(uninterrupted, reference, range(5))
-    train(model, writer, range(3))
-    checkpoint = copy.deepcopy({'model': model.state_dict(), 'optim': writer.state_dict()})
+    reference_schedules, writer_schedules = schedules(reference), schedules(writer)
+    train(uninterrupted, reference, range(5), reference_schedules)
+    train(model, writer, range(3), writer_schedules)
+    checkpoint = copy.deepcopy({'model': model.state_dict(), 'optim': writer.state_dict(),
+                                'schedules': [s.state_dict() for s in writer_schedules]})
 
     resumed = Net()
     resumed.load_state_dict(checkpoint['model'])
     wrapper = unclipped_wrapper(resumed, resumed_merged)
+    resumed_schedules = schedules(wrapper)  # built before loading, as in Runner.resume
     wrapper.load_state_dict(checkpoint['optim'])
-    train(resumed, wrapper, range(3, 5))
+    for schedule, state in zip(resumed_schedules, checkpoint['schedules']):
+        schedule.load_state_dict(state)
+    train(resumed, wrapper, range(3, 5), resumed_schedules)
+    assert wrapper.get_lr() == reference.get_lr()
     for (name, p), q in zip(resumed.named_parameters(), uninterrupted.parameters()):
         assert torch.equal(p, q), name
 

@@ -338,6 +338,9 @@ def test_loss_terms_restore_state_and_rng():
 def test_compile_mode_needs_compile_and_cuda_graphs_refuse_the_fp32_check():
     with pytest.raises(ValueError, match='needs compile'):
         run_benchmark(event_cfg(), tiny_settings(compile_mode='reduce-overhead'))
+    with pytest.raises(ValueError, match='the VAE compiles without CUDA graphs'):
+        run_benchmark(event_cfg(), tiny_settings(compile_vae=True,
+                                                 compile_mode='reduce-overhead'))
     with pytest.raises(ValueError, match='not available with CUDA graphs'):
         run_benchmark(event_cfg(), tiny_settings(amp='bf16', compile=True,
                                                  compile_mode='reduce-overhead'),

@@ -269,12 +269,35 @@ def test_parts_attribute_each_forward_and_add_up_to_the_phases():
     assert set(later.summary()['by_part']) == {'forward: other'}
 
 
+def raise_error(*args) -> None:
+    raise RuntimeError('a hook failed')
+
+
 def test_a_part_ends_when_its_forward_raises():
     model = TwoParts().to('meta')
-    model.head.register_forward_hook(lambda *args: (_ for _ in ()).throw(RuntimeError('x')))
+    model.head.register_forward_hook(raise_error)
     with RooflineCounter(SPEC) as counter, count_parts(counter, {model.head: 'head'}):
         with pytest.raises(RuntimeError):
             model(meta(2, 8))
         meta(4).add_(1)
-    assert counter.summary()['by_part']['forward: other']['ops'] >= 2  # encoder and add_
+    by_part = counter.summary()['by_part']
+    assert by_part['forward: head']['ops'] == 1  # the linear layer; add_ is not the head's
+    # the encoder's linear and ReLU, the product by 2 and add_
+    assert by_part['forward: other']['ops'] == 4
+
+
+def test_a_part_not_started_is_not_ended():
+    """A pre-hook registered before the counter's raises: the part never started, and the
+    always-run end hook must not end the enclosing part instead."""
+    model = TwoParts().to('meta')
+    model.head.register_forward_pre_hook(raise_error)
+    parts = {model: 'model', model.head: 'head'}
+    with RooflineCounter(SPEC) as counter, count_parts(counter, parts):
+        with pytest.raises(RuntimeError):
+            model(meta(2, 8))
+        meta(4).add_(1)
+    by_part = counter.summary()['by_part']
+    assert 'forward: head' not in by_part
+    assert by_part['forward: model']['ops'] == 3  # linear, ReLU, the product by 2
+    assert by_part['forward: other']['ops'] == 1  # add_, after the model's part ended
 

@@ -70,13 +70,16 @@ class MergedParamGroupsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     ``optim_wrapper=dict(constructor='MergedParamGroupsOptimWrapperConstructor', ...)``.
     The optimizer saves and loads its state in the default constructor's layout
     (:func:`keep_unmerged_state_dict_layout`), so its checkpoints and the default
-    constructor's are interchangeable.
+    constructor's are interchangeable (the optimizer's; not the parameter schedulers' own
+    per-group lists, see :func:`keep_unmerged_state_dict_layout`).
     """
+
+    _layout: Layout | None = None
 
     def __call__(self, model: nn.Module) -> OptimWrapper:
         self._layout: Layout | None = None
         optim_wrapper = super().__call__(model)
-        if self._layout is not None:  # no paramwise_cfg: one group, as mmengine's
+        if self._layout is not None:  # None without paramwise_cfg: mmengine's one group
             keep_unmerged_state_dict_layout(optim_wrapper.optimizer, self._layout)
         return optim_wrapper
 
@@ -99,7 +102,10 @@ def keep_unmerged_state_dict_layout(optimizer: torch.optim.Optimizer, layout: La
     optimizer would have them) and a ``load_state_dict`` pre-hook that merges such a state
     back. A state already in the merged layout loads as it is. torch does not copy an
     optimizer's hooks, so a ``copy.deepcopy`` or an unpickled copy of the optimizer saves and
-    loads the merged layout only.
+    loads the merged layout only. mmengine's parameter schedulers save one value per group of
+    their own (``base_values``); the chainable ones (``LinearLR``, ``MultiStepLR``,
+    ``PolyLR``: the configs') recompute from the groups and resume across the switch, but the
+    cosine ones pair those values with the groups and would not.
 
     Args:
         optimizer (torch.optim.Optimizer): The optimizer over the merged groups.

@@ -14,10 +14,10 @@ def pinned(data: Any) -> Any:
 
     ``DataLoader(pin_memory=True)`` pins tensors and containers of them, but not the labels
     inside mmseg's data samples, which have no ``pin_memory`` method. Tensors already pinned
-    are kept; data elements are new ones that share their metainfo and unpinned fields.
+    or not on the host are kept; data elements are new ones with copies of their metainfo.
     """
     if isinstance(data, torch.Tensor):
-        return data if data.is_pinned() else data.pin_memory()
+        return data if data.device.type != 'cpu' or data.is_pinned() else data.pin_memory()
     if isinstance(data, BaseDataElement):
         return data.new(**{key: pinned(value) for key, value in data.items()})
     return data
@@ -54,7 +54,7 @@ class UDASegDataPreProcessor(SegDataPreProcessor):
             ``SegDataPreProcessor`` does not pass on). On CUDA it first pins what is not
             pinned yet (:func:`pinned`): with the dataloader's ``pin_memory=True`` only the
             labels, which the dataloader cannot pin inside data samples. A copy from pageable
-            memory would wait for the GPU's queued work; from pinned memory it overlaps it.
+            memory may wait for the GPU's queued work; from pinned memory it overlaps it.
             Same values either way. Defaults to False.
         **kwargs: Forwarded to :class:`SegDataPreProcessor` (``mean``, ``std``,
             ``size``, ``size_divisor``, ``pad_val``, ``seg_pad_val``,
