@@ -69,6 +69,38 @@ def test_three_iterations_then_exact_resume(tmp_path):
     assert resumed_rows[-1]['src.loss_ce'] == pytest.approx(rows[2]['src.loss_ce'], rel=1e-6)
 
 
+def test_resume_switches_to_merged_param_groups(tmp_path):
+    """A checkpoint of mmengine's one-group-per-parameter optimizer resumes, through
+    tools/train.py, with MergedParamGroupsOptimWrapperConstructor: the same iteration 3 as
+    the uninterrupted run, up to the gradient-norm clip's summation order."""
+    source = write_tiny_seg_dataset(str(tmp_path / 'src'), seed=0)
+    target = write_tiny_seg_dataset(str(tmp_path / 'tgt'), seed=1)
+    # with paramwise rules, the default constructor makes one group per parameter
+    paramwise = ['optim_wrapper.paramwise_cfg.norm_decay_mult=0.0',
+                 'optim_wrapper.paramwise_cfg.bias_decay_mult=0.0',
+                 'optim_wrapper.optimizer.weight_decay=0.01']
+    full = str(tmp_path / 'full')
+    _train(full, source, target, ['--cfg-options', *paramwise])
+    resumed = str(tmp_path / 'resumed')
+    shutil.copytree(full, resumed)
+    for name in ('iter_3.pth', 'last_checkpoint'):
+        if osp.exists(osp.join(resumed, name)):
+            os.remove(osp.join(resumed, name))
+    proc = _train(resumed, source, target, [
+        '--resume', osp.join(resumed, 'iter_2.pth'), '--cfg-options', *paramwise,
+        'optim_wrapper.constructor=MergedParamGroupsOptimWrapperConstructor'])
+    assert 'resumed epoch: 0, iter: 2' in proc.stdout + proc.stderr
+    a = torch.load(osp.join(full, 'iter_3.pth'), map_location='cpu', weights_only=True)
+    b = torch.load(osp.join(resumed, 'iter_3.pth'), map_location='cpu', weights_only=True)
+    # the merged run saved mmengine's layout again: one group per trainable parameter
+    groups = a['optimizer']['param_groups']
+    assert len(groups) > 10 and len(b['optimizer']['param_groups']) == len(groups)
+    assert [g['lr'] for g in b['optimizer']['param_groups']] == [g['lr'] for g in groups]
+    for key, value in a['state_dict'].items():
+        torch.testing.assert_close(b['state_dict'][key], value, rtol=1e-5, atol=1e-7,
+                                   msg=key)
+
+
 def test_deferred_runtime_info_hook_logs_what_the_default_logs(tmp_path):
     """The MADM step's log values, kept on the device between log points
     (``DeferredRuntimeInfoHook``), end up in the same log lines; training is unchanged."""
