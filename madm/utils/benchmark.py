@@ -59,6 +59,7 @@ from mmseg.structures import SegDataSample
 from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
+from madm.models.data_preprocessors.uda_data_preprocessor import pinned
 from madm.utils.deferred_scalars import DeferredScalars, defer_grad_norm_log
 from madm.utils.host_sync_audit import HostSyncAudit, MetaPlaceholders
 from madm.utils.meta_memory import EmulatedCUDAAutocast, LiveMemoryTracker
@@ -412,17 +413,9 @@ def pin_batch(batch: dict) -> dict:
     Returns:
         dict: The same structure with pinned images and labels.
     """
-    pinned = {}
-    for branch, part in batch.items():
-        samples = []
-        for sample in part['data_samples']:
-            sample = sample.clone()
-            if 'gt_sem_seg' in sample:
-                sample.gt_sem_seg = PixelData(data=sample.gt_sem_seg.data.pin_memory())
-            samples.append(sample)
-        pinned[branch] = dict(inputs=[img.pin_memory() for img in part['inputs']],
-                              data_samples=samples)
-    return pinned
+    return {branch: dict(inputs=[pinned(img) for img in part['inputs']],
+                         data_samples=[pinned(sample) for sample in part['data_samples']])
+            for branch, part in batch.items()}
 
 
 # --------------------------------------------------------------------------- optimiser
