@@ -7,6 +7,8 @@ import sys
 
 import numpy as np
 import pytest
+import torch
+import torch.nn as nn
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -48,3 +50,39 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
+
+
+class ParamwiseNet(nn.Module):
+    """Six trainable parameters (and a frozen layer) that :func:`paramwise_wrapper_cfg`'s rules
+    give three settings: decay, no decay (biases, norm), the head weight's 10x learning rate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.norm = nn.GroupNorm(2, 8)
+        self.head = nn.Linear(8, 4)
+        self.frozen = nn.Linear(4, 4)
+        self.frozen.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.frozen(self.head(self.norm(self.conv(x)).mean((2, 3))))
+
+
+def paramwise_wrapper_cfg(merged: bool, **optimizer) -> dict:
+    """An AdamW ``optim_wrapper`` config with a ``paramwise_cfg`` and a gradient-norm clip,
+    built by ``MergedParamGroupsOptimWrapperConstructor`` if ``merged``."""
+    cfg = dict(type='OptimWrapper',
+               optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05, **optimizer),
+               paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0,
+                                  custom_keys={'head.weight': dict(lr_mult=10.0)}),
+               clip_grad=dict(max_norm=0.01, norm_type=2))
+    if merged:
+        cfg['constructor'] = 'MergedParamGroupsOptimWrapperConstructor'
+    return cfg
+
+
+def settings_by_param(model: nn.Module, wrapper) -> dict:
+    """``{parameter name: (lr, weight_decay)}`` of each parameter in ``wrapper``'s groups."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    return {names[id(p)]: (g['lr'], g['weight_decay'])
+            for g in wrapper.optimizer.param_groups for p in g['params']}

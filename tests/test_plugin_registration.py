@@ -6,7 +6,7 @@ from _helpers import run_tool
 EXPECTED = {
     'MODELS': ['StableDiffusionBackbone', 'BottleneckProjection', 'DAFormerHead', 'MADM',
                'UDASegDataPreProcessor', 'LatentRegressionLoss'],
-    'HOOKS': ['WeightsOnlyCheckpointHook', 'RNGStateHook'],
+    'HOOKS': ['WeightsOnlyCheckpointHook', 'RNGStateHook', 'MergedParamGroupsSchedulerStateHook'],
     'METRICS': ['ClassIoUMetric'],
     'DATASETS': ['UDADataset'],
 }

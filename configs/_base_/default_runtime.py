@@ -21,8 +21,10 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))
-# Checkpoints load under torch's weights_only=True, and resume restores the RNG streams.
+# Checkpoints load under torch's weights_only=True, resume restores the RNG streams, and the
+# parameter schedulers' per-group state resumes across MergedParamGroupsOptimWrapperConstructor.
 custom_hooks = [
     dict(type='WeightsOnlyCheckpointHook'),
     dict(type='RNGStateHook'),
+    dict(type='MergedParamGroupsSchedulerStateHook'),
 ]

@@ -3,8 +3,9 @@
 # step and no label: it shows how much plain target statistics give.
 #   python tools/test.py configs/madm/demo_rgb2event_adabn.py <source-only checkpoint>
 _base_ = ['./demo_rgb2event_source-only.py']
-custom_hooks = [  # a list is replaced, not merged: the runtime's two hooks, then the new one
+custom_hooks = [  # a list is replaced, not merged: the runtime's hooks, then the new one
     dict(type='WeightsOnlyCheckpointHook'),
     dict(type='RNGStateHook'),
+    dict(type='MergedParamGroupsSchedulerStateHook'),
     dict(type='TargetBNStatisticsHook', dataloader={{_base_.target_bn_dataloader}}),
 ]

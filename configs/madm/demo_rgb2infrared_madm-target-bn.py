@@ -5,8 +5,9 @@
 # normalises with target batch statistics (teacher_mode='train').
 #   python tools/test.py configs/madm/demo_rgb2infrared_madm-target-bn.py <MADM checkpoint>
 _base_ = ['./demo_rgb2infrared.py']
-custom_hooks = [  # a list is replaced, not merged: the runtime's two hooks, then the new one
+custom_hooks = [  # a list is replaced, not merged: the runtime's hooks, then the new one
     dict(type='WeightsOnlyCheckpointHook'),
     dict(type='RNGStateHook'),
+    dict(type='MergedParamGroupsSchedulerStateHook'),
     dict(type='TargetBNStatisticsHook', dataloader={{_base_.target_bn_dataloader}}),
 ]

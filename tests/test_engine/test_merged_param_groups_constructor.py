@@ -9,42 +9,13 @@ from mmengine.optim.scheduler import LinearLR, LinearParamScheduler, MultiStepLR
 from mmengine.registry import init_default_scope
 
 import madm  # noqa: F401  registers the constructor
-from madm.engine.optimizers import merge_param_groups
+from _helpers import ParamwiseNet, paramwise_wrapper_cfg, settings_by_param
+from madm.engine.optimizers import merge_param_groups, unmerged_layout
 
 
 @pytest.fixture(autouse=True)
 def mmseg_scope():
     init_default_scope('mmseg')  # the constructor is in mmseg's registry, as configs use it
-
-
-class Net(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 8, 3)
-        self.norm = nn.GroupNorm(2, 8)
-        self.head = nn.Linear(8, 4)
-        self.frozen = nn.Linear(4, 4)
-        self.frozen.requires_grad_(False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.frozen(self.head(self.norm(self.conv(x)).mean((2, 3))))
-
-
-def wrapper_cfg(merged: bool, **optimizer) -> dict:
-    cfg = dict(type='OptimWrapper',
-               optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05, **optimizer),
-               paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0,
-                                  custom_keys={'head.weight': dict(lr_mult=10.0)}),
-               clip_grad=dict(max_norm=0.01, norm_type=2))
-    if merged:
-        cfg['constructor'] = 'MergedParamGroupsOptimWrapperConstructor'
-    return cfg
-
-
-def settings_by_param(model: nn.Module, wrapper) -> dict:
-    names = {id(p): n for n, p in model.named_parameters()}
-    return {names[id(p)]: (g['lr'], g['weight_decay'])
-            for g in wrapper.optimizer.param_groups for p in g['params']}
 
 
 def test_merge_keeps_order_and_settings():
@@ -58,9 +29,9 @@ def test_merge_keeps_order_and_settings():
 
 
 def test_groups_merge_by_setting_and_each_parameter_keeps_its_own():
-    model = Net()
-    default = build_optim_wrapper(model, wrapper_cfg(merged=False))
-    merged = build_optim_wrapper(model, wrapper_cfg(merged=True))
+    model = ParamwiseNet()
+    default = build_optim_wrapper(model, paramwise_wrapper_cfg(merged=False))
+    merged = build_optim_wrapper(model, paramwise_wrapper_cfg(merged=True))
     assert len(default.optimizer.param_groups) == 6  # one per trainable parameter
     # decay (conv.weight), no decay (biases, norm), the head weight's 10x learning rate
     assert len(merged.optimizer.param_groups) == 3
@@ -74,10 +45,10 @@ def test_training_matches_one_group_per_parameter(form, clip):
     """Bit for bit without clipping. With it, the global gradient norm sums the parameters in
     the merged groups' order, which may round its last bit differently."""
     torch.manual_seed(0)
-    model = Net()
+    model = ParamwiseNet()
     twin, initial = copy.deepcopy(model), copy.deepcopy(model)
-    wrappers = [build_optim_wrapper(model, wrapper_cfg(merged=False, **form)),
-                build_optim_wrapper(twin, wrapper_cfg(merged=True, **form))]
+    wrappers = [build_optim_wrapper(model, paramwise_wrapper_cfg(merged=False, **form)),
+                build_optim_wrapper(twin, paramwise_wrapper_cfg(merged=True, **form))]
     if not clip:
         for wrapper in wrappers:
             wrapper.clip_grad_kwargs = {}
@@ -100,7 +71,7 @@ def test_training_matches_one_group_per_parameter(form, clip):
 
 def unclipped_wrapper(model: nn.Module, merged: bool):
     """Without the clip, the merge changes no bit of an update."""
-    wrapper = build_optim_wrapper(model, wrapper_cfg(merged=merged))
+    wrapper = build_optim_wrapper(model, paramwise_wrapper_cfg(merged=merged))
     wrapper.clip_grad_kwargs = {}
     return wrapper
 
@@ -131,7 +102,7 @@ def assert_same_state(a: dict, b: dict) -> None:
 def test_state_dict_has_the_default_constructors_layout():
     """What a checkpoint stores does not depend on the merge (no clipping: bit for bit)."""
     torch.manual_seed(0)
-    model = Net()
+    model = ParamwiseNet()
     twin = copy.deepcopy(model)
     default, merged = unclipped_wrapper(model, False), unclipped_wrapper(twin, True)
     train(model, default, range(2))
@@ -149,7 +120,7 @@ def test_resume_across_the_switch_continues_exactly(saved_merged, resumed_merged
     constructor wrote the checkpoint and whichever resumes it, with the configs' kind of
     learning-rate schedule saved and restored as the Runner does."""
     torch.manual_seed(0)
-    model = Net()
+    model = ParamwiseNet()
     uninterrupted = copy.deepcopy(model)
     reference = unclipped_wrapper(uninterrupted, resumed_merged)
     writer = unclipped_wrapper(model, saved_merged)
@@ -159,7 +130,7 @@ def test_resume_across_the_switch_continues_exactly(saved_merged, resumed_merged
     checkpoint = copy.deepcopy({'model': model.state_dict(), 'optim': writer.state_dict(),
                                 'schedules': [s.state_dict() for s in writer_schedules]})
 
-    resumed = Net()
+    resumed = ParamwiseNet()
     resumed.load_state_dict(checkpoint['model'])
     wrapper = unclipped_wrapper(resumed, resumed_merged)
     resumed_schedules = schedules(wrapper)  # built before loading, as in Runner.resume
@@ -175,8 +146,8 @@ def test_resume_across_the_switch_continues_exactly(saved_merged, resumed_merged
 def test_a_checkpoint_in_the_merged_layout_still_loads():
     """Checkpoints written before the optimizer saved the unmerged layout."""
     torch.manual_seed(0)
-    model = Net()
-    wrapper = build_optim_wrapper(model, wrapper_cfg(merged=True))
+    model = ParamwiseNet()
+    wrapper = build_optim_wrapper(model, paramwise_wrapper_cfg(merged=True))
     train(model, wrapper, range(1))
     hooks = wrapper.optimizer._optimizer_state_dict_post_hooks
     saved_hooks = dict(hooks)
@@ -185,7 +156,7 @@ def test_a_checkpoint_in_the_merged_layout_still_loads():
     hooks.update(saved_hooks)
     assert len(old['param_groups']) == 3
     twin = copy.deepcopy(model)
-    resumed = build_optim_wrapper(twin, wrapper_cfg(merged=True))
+    resumed = build_optim_wrapper(twin, paramwise_wrapper_cfg(merged=True))
     resumed.load_state_dict(old)
     train(model, wrapper, range(1, 2))
     train(twin, resumed, range(1, 2))
@@ -194,14 +165,33 @@ def test_a_checkpoint_in_the_merged_layout_still_loads():
 
 
 def test_a_state_that_does_not_fit_is_refused_clearly():
-    model = Net()
-    wrapper = build_optim_wrapper(model, wrapper_cfg(merged=True))
+    model = ParamwiseNet()
+    wrapper = build_optim_wrapper(model, paramwise_wrapper_cfg(merged=True))
     smaller = nn.Sequential(nn.Linear(3, 3))
-    other = build_optim_wrapper(smaller, wrapper_cfg(merged=False)).state_dict()
+    other = build_optim_wrapper(smaller, paramwise_wrapper_cfg(merged=False)).state_dict()
     with pytest.raises(ValueError, match='another model or another optim_wrapper.paramwise_cfg'):
         wrapper.load_state_dict(other)
     # the right layout, but settings that the merge would have to mix
-    state = copy.deepcopy(build_optim_wrapper(Net(), wrapper_cfg(merged=False)).state_dict())
+    default = build_optim_wrapper(ParamwiseNet(), paramwise_wrapper_cfg(merged=False))
+    state = copy.deepcopy(default.state_dict())
     state['param_groups'][1]['weight_decay'] = 0.5  # conv.bias, merged with the norm's
     with pytest.raises(ValueError, match='different settings to parameters that share'):
         wrapper.load_state_dict(state)
+
+
+def test_one_merged_group_keeps_the_wrappers_base_settings_group():
+    """mmengine's wrapper adds a group for the base settings where the optimizer has more than
+    one; the merged one has it too, so its schedulers keep as many values as the default's."""
+    cfg = paramwise_wrapper_cfg(merged=True)
+    cfg['paramwise_cfg'] = dict(custom_keys={'no such parameter': dict(lr_mult=2.0)})
+    model = ParamwiseNet()
+    merged = build_optim_wrapper(model, cfg)
+    default = build_optim_wrapper(model, dict(cfg, constructor='DefaultOptimWrapperConstructor'))
+    assert len(merged.optimizer.param_groups) == 1 and len(default.optimizer.param_groups) == 6
+    assert len(merged.param_groups) == 2 and merged.get_lr() == {'base_lr': [1e-3], 'lr': [1e-3]}
+    settings = [{k: v for k, v in w.base_param_settings.items() if k != 'params'}
+                for w in (merged, default)]
+    assert settings[0] == settings[1]
+    assert unmerged_layout(merged.optimizer) == [[(0, i)] for i in range(6)]
+    assert unmerged_layout(default.optimizer) is None
+    assert unmerged_layout(copy.deepcopy(merged.optimizer)) is None  # torch drops the hooks too

@@ -17,6 +17,7 @@ def _test_config(path: str, target: str) -> str:
         f.write(f'''_base_ = [{TINY_MADM!r}]
 # as the shipped *_adabn.py configs: the base's hooks, then this one
 custom_hooks = [dict(type='WeightsOnlyCheckpointHook'), dict(type='RNGStateHook'),
+                dict(type='MergedParamGroupsSchedulerStateHook'),
                 dict(type='UDAVisualizationHook', interval=2, tile_size=32), dict(
     type='TargetBNStatisticsHook',
     dataloader=dict(

@@ -12,9 +12,13 @@ trainable weights); fused AdamW has none (docs/benchmarks.md, fourteenth session
 
 The optimizer's ``state_dict`` keeps mmengine's one-group-per-parameter layout, so
 checkpoints do not depend on the merge: a run resumes across the switch in either direction,
-and checkpoints written in the merged layout (before this) still load.
+and checkpoints written in the merged layout (before this) still load. The parameter
+schedulers' lists of one value per group follow with
+:class:`madm.engine.hooks.MergedParamGroupsSchedulerStateHook` (in the runtime's
+``custom_hooks``), which finds the layout with :func:`unmerged_layout`.
 """
 import functools
+import weakref
 from collections.abc import Hashable
 
 import torch
@@ -26,6 +30,10 @@ from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS
 # one list per unmerged group, of (merged group index, position in that group). Positions,
 # not tensors: the optimizer's hooks keep no reference to its parameters.
 Layout = list[list[tuple[int, int]]]
+
+# The layout of each optimizer that saves in it; weak keys, and a copy of the optimizer (which
+# loses torch's hooks) is not in it, so this says what the optimizer's state_dict really does.
+_LAYOUTS: weakref.WeakKeyDictionary[torch.optim.Optimizer, Layout] = weakref.WeakKeyDictionary()
 
 
 def _hashable(value: object) -> Hashable:
@@ -70,8 +78,10 @@ class MergedParamGroupsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     ``optim_wrapper=dict(constructor='MergedParamGroupsOptimWrapperConstructor', ...)``.
     The optimizer saves and loads its state in the default constructor's layout
     (:func:`keep_unmerged_state_dict_layout`), so its checkpoints and the default
-    constructor's are interchangeable (the optimizer's; not the parameter schedulers' own
-    per-group lists, see :func:`keep_unmerged_state_dict_layout`).
+    constructor's are interchangeable; the parameter schedulers' own per-group lists too with
+    :class:`madm.engine.hooks.MergedParamGroupsSchedulerStateHook` in ``custom_hooks``. Merged
+    into one group, the wrapper keeps mmengine's extra base-settings group that the default
+    constructor's many groups have, so the schedulers see the same groups but for the merge.
     """
 
     _layout: Layout | None = None
@@ -81,6 +91,11 @@ class MergedParamGroupsOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         optim_wrapper = super().__call__(model)
         if self._layout is not None:  # None without paramwise_cfg: mmengine's one group
             keep_unmerged_state_dict_layout(optim_wrapper.optimizer, self._layout)
+            if optim_wrapper.base_param_settings is None and len(self._layout) > 1:
+                # OptimWrapper adds it for more than one group; its schedulers keep a value for
+                # it, which a resume across the switch would otherwise have to make up or drop
+                optim_wrapper.base_param_settings = {
+                    'params': torch.tensor([0.0]), **optim_wrapper.optimizer.defaults}
         return optim_wrapper
 
     def add_params(self, params: list[dict], module: nn.Module, prefix: str = '',
@@ -102,10 +117,11 @@ def keep_unmerged_state_dict_layout(optimizer: torch.optim.Optimizer, layout: La
     optimizer would have them) and a ``load_state_dict`` pre-hook that merges such a state
     back. A state already in the merged layout loads as it is. torch does not copy an
     optimizer's hooks, so a ``copy.deepcopy`` or an unpickled copy of the optimizer saves and
-    loads the merged layout only. mmengine's parameter schedulers save one value per group of
-    their own (``base_values``); the chainable ones (``LinearLR``, ``MultiStepLR``,
-    ``PolyLR``: the configs') recompute from the groups and resume across the switch, but the
-    cosine ones pair those values with the groups and would not.
+    loads the merged layout only (and :func:`unmerged_layout` then gives ``None``).
+    mmengine's parameter schedulers save lists of one value per group of their own
+    (``base_values``, ...), which the cosine ones pair with the groups: in a Runner,
+    :class:`madm.engine.hooks.MergedParamGroupsSchedulerStateHook` saves and loads those in
+    the unmerged layout too.
 
     Args:
         optimizer (torch.optim.Optimizer): The optimizer over the merged groups.
@@ -114,6 +130,19 @@ def keep_unmerged_state_dict_layout(optimizer: torch.optim.Optimizer, layout: La
     """
     optimizer.register_state_dict_post_hook(functools.partial(_split_state, layout=layout))
     optimizer.register_load_state_dict_pre_hook(functools.partial(_merge_state, layout=layout))
+    _LAYOUTS[optimizer] = layout
+
+
+def unmerged_layout(optimizer: torch.optim.Optimizer) -> Layout | None:
+    """The layout ``optimizer`` saves its state in, or ``None`` if it saves its own groups.
+
+    Args:
+        optimizer (torch.optim.Optimizer): A torch optimizer (``OptimWrapper.optimizer``).
+
+    Returns:
+        Layout | None: What :func:`keep_unmerged_state_dict_layout` registered for it.
+    """
+    return _LAYOUTS.get(optimizer)
 
 
 def _settings(group: dict) -> dict:

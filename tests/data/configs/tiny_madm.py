@@ -57,4 +57,5 @@ test_cfg = dict(type='TestLoop')
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1, max_keep_ckpts=5))
 log_processor = dict(by_epoch=False, window_size=1)  # log each iteration's own values
 custom_hooks = [dict(type='WeightsOnlyCheckpointHook'), dict(type='RNGStateHook'),
+                dict(type='MergedParamGroupsSchedulerStateHook'),
                 dict(type='UDAVisualizationHook', interval=2, tile_size=32)]

@@ -96,6 +96,10 @@ def test_resume_switches_to_merged_param_groups(tmp_path):
     groups = a['optimizer']['param_groups']
     assert len(groups) > 10 and len(b['optimizer']['param_groups']) == len(groups)
     assert [g['lr'] for g in b['optimizer']['param_groups']] == [g['lr'] for g in groups]
+    # and so did the schedulers' per-group state (MergedParamGroupsSchedulerStateHook)
+    assert len(a['param_schedulers'][0]['base_values']) == len(groups) + 1  # + the base group
+    assert ([s['base_values'] for s in b['param_schedulers']]
+            == [s['base_values'] for s in a['param_schedulers']])
     for key, value in a['state_dict'].items():
         torch.testing.assert_close(b['state_dict'][key], value, rtol=1e-5, atol=1e-7,
                                    msg=key)
