@@ -24,9 +24,17 @@ gaps (the number of kernels is reported), kernels that do not reach their roofli
 caches (an operator re-reading what the previous one wrote is counted as memory traffic, which
 can make the bound slightly pessimistic for small tensors). Gradient checkpointing's
 recomputation is counted, since it runs.
+
+Operators can also be summed by model part (:meth:`RooflineCounter.part`, :func:`count_parts`),
+backward's included: autograd numbers the nodes it creates in the order it creates them (the
+sequence numbers the profiler matches backward operators to forward ones by), the counter notes
+which part was current as those numbers went by, and an operator autograd runs for a node
+counts for the part that was current when the node was created.
 """
+import bisect
 import contextlib
 import math
+import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -224,9 +232,12 @@ class RooflineCounter(MetaPlaceholders):
     are decomposed as :class:`~torch.utils.flop_counter.FlopCounterMode` does, so the FLOPs
     are the same as its count. Totals are kept by phase and category (:attr:`totals`) and by
     operator (:attr:`by_op`); operators run inside :meth:`phase` ``('optimizer')`` count as
-    ``'optimizer'`` whatever they are. Operators run inside :meth:`part` (e.g. a module's
-    forward, :func:`count_parts`) are also summed by phase and part (:attr:`by_part`);
-    the others by phase and ``'other'``.
+    ``'optimizer'`` whatever they are. Operators are also summed by phase and part
+    (:attr:`by_part`, :meth:`current_part`): those run inside :meth:`part` (e.g. a module's
+    forward, :func:`count_parts`) by that part; those autograd runs for a node (backward) by
+    the part in which the forward created the node, or in which a leaf's gradient accumulates
+    (:meth:`leaf_parts`); the others by ``'other'``. This assumes that the nodes are created on
+    one thread, as a ``meta`` step's are (autograd runs its backward on the calling thread).
 
     Args:
         spec (DeviceSpec): The device whose peaks turn counts into seconds.
@@ -241,6 +252,12 @@ class RooflineCounter(MetaPlaceholders):
         self._phase = 'forward'
         self._parts: list[str] = []
         self._counting = True
+        # Nodes numbered from _node_bounds[i - 1] up to _node_bounds[i] were created in part
+        # _node_parts[i]: a run per change of part, not an entry per node.
+        self._node_bounds: list[int] = []
+        self._node_parts: list[str] = []
+        self._node_thread: int | None = None  # whose numbering the bounds are
+        self._leaf_parts: dict[int, str] = {}  # id of a leaf tensor -> its part
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -264,11 +281,69 @@ class RooflineCounter(MetaPlaceholders):
 
     def enter_part(self, name: str) -> None:
         """Start part ``name``, as :meth:`part` does; pair with :meth:`exit_part`."""
+        self._note_new_nodes()
         self._parts.append(name)
 
     def exit_part(self) -> None:
         """End the innermost part."""
+        self._note_new_nodes()
         self._parts.pop()
+
+    @contextlib.contextmanager
+    def leaf_parts(self, parts: dict[Tensor, str]) -> Iterator[None]:
+        """Count the accumulation of each leaf's gradient (autograd's ``AccumulateGrad``, e.g.
+        a parameter's) as the given part; elsewhere it counts as ``'other'``."""
+        previous = dict(self._leaf_parts)
+        self._leaf_parts.update((id(leaf), name) for leaf, name in parts.items())
+        try:
+            yield
+        finally:
+            self._leaf_parts = previous
+
+    def current_part(self) -> str:
+        """The part operators run now count for: the innermost one entered; else, while
+        autograd runs a node (backward), the node's part (:meth:`node_part`); else 'other'.
+
+        Gradient checkpointing's recomputation runs inside backward: the parts its forwards
+        enter, or else the part of the node whose saved tensors it recomputes.
+        """
+        if self._parts:
+            return self._parts[-1]
+        node = torch._C._current_autograd_node()
+        return 'other' if node is None else self.node_part(node)
+
+    def node_part(self, node: torch.autograd.graph.Node) -> str:
+        """The part that was current when autograd created ``node`` ('other' when none was
+        or the counter did not see it); a leaf's gradient accumulator has its leaf's part."""
+        if isinstance(node, torch._C._functions.AccumulateGrad):
+            # numbered last of all, so that the engine runs it as soon as it is ready
+            return self._leaf_parts.get(id(node.variable), 'other')
+        index = bisect.bisect_right(self._node_bounds, node._sequence_nr())
+        return self._node_parts[index] if index < len(self._node_parts) else 'other'
+
+    def _note_new_nodes(self) -> None:
+        """Assign the nodes autograd created since the last call to the current part.
+
+        Called before every operator and change of part: an operator's node is created
+        before the operator reaches a dispatch mode, and no part changes between the two (an
+        in-place operator on a view makes its ``CopySlices`` node after, which the next call
+        notes, still in the operator's part if the part changed after it).
+        """
+        number = torch._C._autograd._get_sequence_nr()  # the next node's
+        bounds = self._node_bounds
+        if bounds and number <= bounds[-1]:
+            return  # no node since the last call
+        thread = threading.get_ident()
+        if self._node_thread is None:
+            self._node_thread = thread
+        elif thread != self._node_thread:
+            return  # numbered by another thread's counter
+        part = self.current_part()
+        if self._node_parts and self._node_parts[-1] == part:
+            bounds[-1] = number
+        else:
+            bounds.append(number)
+            self._node_parts.append(part)
 
     @contextlib.contextmanager
     def not_counted(self) -> Iterator[None]:
@@ -291,7 +366,7 @@ class RooflineCounter(MetaPlaceholders):
                           compute_seconds=seconds if category in COMPUTE_CATEGORIES else 0.0)
         self.totals[(self._phase, category)].absorb(cost)
         self.by_op[name].absorb(cost)
-        self.by_part[(self._phase, self._parts[-1] if self._parts else 'other')].absorb(cost)
+        self.by_part[(self._phase, self.current_part())].absorb(cost)
 
     def add_fused_adamw(self, param_groups: Sequence[Sequence[Tensor]]) -> None:
         """One fused AdamW update: each parameter with a gradient reads itself, its gradient
@@ -311,6 +386,7 @@ class RooflineCounter(MetaPlaceholders):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        self._note_new_nodes()
         if self._counting:
             with self:
                 decomposed = func.decompose(*args, **kwargs)
@@ -394,15 +470,19 @@ class RooflineCounter(MetaPlaceholders):
 
 @contextlib.contextmanager
 def count_parts(counter: RooflineCounter, parts: dict[torch.nn.Module, str]) -> Iterator[None]:
-    """Attribute what each module's forward runs to its part of ``counter``.
+    """Attribute what each module's forward runs to its part of ``counter``, and the backward
+    of what it runs, and the accumulation of its parameters' gradients.
 
     Args:
         counter (RooflineCounter): The counter.
         parts (dict[nn.Module, str]): Part name of each module; in a module inside another,
-            the inner module's part wins. Autograd's operators run outside any forward, so in
-            the backward phase nearly everything counts as ``'other'``.
+            the inner module's part wins.
     """
     handles = []
+    leaves: dict[Tensor, str] = {}
+    # The inner module's part wins; a module inside another has fewer modules in it.
+    for module, name in sorted(parts.items(), key=lambda item: -len(list(item[0].modules()))):
+        leaves.update(dict.fromkeys(module.parameters(), name))
     # Calls whose part was entered and not yet ended, per module: the end hook always runs
     # (also when the forward raises), but the start hook does not if an earlier pre-hook raised.
     open_calls: dict[torch.nn.Module, int] = defaultdict(int)
@@ -421,7 +501,8 @@ def count_parts(counter: RooflineCounter, parts: dict[torch.nn.Module, str]) -> 
             lambda module, args, name=name: start(module, args, name)))
         handles.append(module.register_forward_hook(end, always_call=True))
     try:
-        yield
+        with counter.leaf_parts(leaves):
+            yield
     finally:
         for handle in handles:
             handle.remove()

@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 from torch.utils.flop_counter import FlopCounterMode
 
 from madm.utils.meta_memory import EmulatedCUDAAutocast
@@ -251,8 +252,10 @@ def test_parts_attribute_each_forward_and_add_up_to_the_phases():
             loss.backward()
     summary = counter.summary()
     by_part = summary['by_part']
+    # backward: the seed gradient is no part's; the sum's backward is 'other' too
     assert set(by_part) == {'forward: encoder', 'forward: head', 'forward: model',
-                            'forward: other', 'backward: other'}
+                            'forward: other', 'backward: encoder', 'backward: head',
+                            'backward: model', 'backward: other'}
     # the inner module wins: the linear layers are not the outer model's
     assert by_part['forward: model']['flops'] == 0 and by_part['forward: model']['ops'] == 1
     assert by_part['forward: encoder']['flops'] == by_part['forward: head']['flops'] * 2
@@ -301,3 +304,160 @@ def test_a_part_not_started_is_not_ended():
     assert by_part['forward: model']['ops'] == 3  # linear, ReLU, the product by 2
     assert by_part['forward: other']['ops'] == 1  # add_, after the model's part ended
 
+
+
+N, A, B, C = 32, 8, 16, 4  # batch, then the widths of the two layers' inputs and outputs
+
+
+def backward_by_part(model: nn.Module, parts: dict, *inputs: torch.Tensor,
+                     zero_grad: bool = True) -> dict:
+    """The summary of a forward and its backward (from a given gradient: no seed operator)
+    of ``model`` under ``count_parts(parts)``, checking that the parts add up to the phases."""
+    if zero_grad:  # the gradients are the backward's, not added to earlier ones
+        model.zero_grad(set_to_none=True)
+    counter = RooflineCounter(SPEC)
+    with counter, count_parts(counter, parts):
+        out = model(*inputs)
+        with counter.phase('backward'):
+            out.backward(torch.empty_like(out))
+    # afterwards: no hooks, no leaves' parts
+    assert counter._leaf_parts == {}
+    assert not any(module._forward_pre_hooks or module._forward_hooks for module in parts)
+    summary = counter.summary()
+    for phase, totals in summary['by_phase'].items():
+        for key in ('ops', 'kernels', 'flops', 'bytes', 'seconds', 'compute_seconds'):
+            assert totals[key] == pytest.approx(sum(
+                t[key] for name, t in summary['by_part'].items()
+                if name.startswith(f'{phase}: '))), (phase, key)
+    return summary
+
+
+def backward_alone(module: nn.Module, x: torch.Tensor) -> dict:
+    """What ``module``'s backward costs counted on its own (no parts), from a given gradient."""
+    module.zero_grad(set_to_none=True)
+    out = module(x)
+    with RooflineCounter(SPEC) as counter, counter.phase('backward'):
+        out.backward(torch.empty_like(out))
+    return counter.summary()['by_phase']['backward']
+
+
+def test_backward_counts_for_the_part_whose_forward_created_the_node():
+    model = nn.Sequential(nn.Linear(A, B), nn.Linear(B, C)).to('meta')
+    parts = {model[0]: 'first', model[1]: 'second'}
+    summary = backward_by_part(model, parts, meta(N, A))
+    by_part = summary['by_part']
+    assert set(by_part) == {'forward: first', 'forward: second', 'backward: first',
+                            'backward: second'}
+    # the second layer's gradients of its input and weight are 2 matmuls as large as its
+    # forward; the first's input needs no gradient, only its weight does
+    assert by_part['backward: second']['flops'] == 2 * (2 * N * B * C)
+    assert by_part['backward: first']['flops'] == 2 * N * A * B
+    # each part's backward is what that layer's backward costs counted on its own
+    assert by_part['backward: first'] == backward_alone(model[0], meta(N, A))
+    assert by_part['backward: second'] == backward_alone(model[1], meta(N, B, grad=True))
+
+    # without parts, nothing but 'other', as before
+    with RooflineCounter(SPEC) as counter:
+        out = model(meta(N, A))
+        with counter.phase('backward'):
+            out.sum().backward()
+    assert set(counter.summary()['by_part']) == {'forward: other', 'backward: other'}
+    empty = backward_by_part(model, {}, meta(N, A))
+    assert set(empty['by_part']) == {'forward: other', 'backward: other'}
+    assert empty['by_phase'] == summary['by_phase']
+
+
+class Checkpointed(nn.Module):
+    """Two linear layers, the second recomputed in backward, inside its part's forward or
+    around it. Its tanh saves its result, so that even a recomputation that stops once it has
+    what backward needs (``use_reentrant=False``) recomputes the matmul."""
+
+    def __init__(self, where: str, use_reentrant: bool) -> None:
+        super().__init__()
+        self.first = nn.Linear(A, B)
+        self.second = nn.Sequential(nn.Linear(B, C), nn.Tanh())
+        self.where, self.use_reentrant = where, use_reentrant
+        if where == 'inside':
+            self.second.forward = self.checkpointed(self.second.forward)
+
+    def checkpointed(self, function):
+        return lambda x: checkpoint(function, x, use_reentrant=self.use_reentrant)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.first(x)
+        return self.checkpointed(self.second)(h) if self.where == 'around' else self.second(h)
+
+
+@pytest.mark.parametrize('use_reentrant', [False, True])
+@pytest.mark.parametrize('where', ['inside', 'around'])
+def test_recomputation_counts_as_backward_of_its_part(where, use_reentrant):
+    model = Checkpointed(where, use_reentrant).to('meta')
+    x = meta(N, A)
+    summary = backward_by_part(model, {model.first: 'first', model.second: 'second'}, x)
+    by_part = summary['by_part']
+    # recomputed forward, then the gradients of input and weight
+    assert by_part['backward: second']['flops'] == 3 * (2 * N * B * C)
+    assert by_part['backward: first']['flops'] == 2 * N * A * B
+    assert by_part.get('backward: other', {}).get('flops', 0) == 0
+    # the parts change where operators count, not what is counted
+    without_parts = backward_by_part(model, {}, x)
+    assert summary['by_phase'] == without_parts['by_phase']
+    assert summary['by_category'] == without_parts['by_category']
+
+
+class LinearFunction(torch.autograd.Function):
+    """``x @ w``, its backward two matmuls, as a custom autograd function."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        return x @ weight
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, weight = ctx.saved_tensors
+        return grad @ weight.t(), x.t() @ grad
+
+
+class Tapped(nn.Module):
+    """An encoder whose inner layer's output a hook taps (not the encoder's result), a custom
+    function as a part's result, and a head run twice, whose gradients accumulate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(A, B), nn.ReLU())
+        self.custom = nn.Module()
+        self.custom.weight = nn.Parameter(torch.empty(B, C))
+        self.custom.forward = lambda h: LinearFunction.apply(h, self.custom.weight)
+        self.head = nn.Linear(B, C)
+        self.taps: list[torch.Tensor] = []
+        self.encoder[0].register_forward_hook(
+            lambda module, args, out: self.taps.append(out @ self.custom.weight.detach()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.taps.clear()
+        h = self.encoder(x)
+        return self.custom(h) + self.taps[0] + self.head(h) + self.head(h * 2)
+
+
+def test_taps_custom_functions_and_gradient_accumulation_count_for_their_parts():
+    model = Tapped().to('meta')
+    parts = {model: 'model', model.encoder: 'encoder', model.custom: 'custom',
+             model.head: 'head'}
+    by_part = backward_by_part(model, parts, meta(N, A))['by_part']
+    mm = 2 * N * B * C
+    # the custom function's two matmuls, though its node is the part's result
+    assert by_part['backward: custom']['flops'] == 2 * mm
+    # each head call: gradients of input and weight
+    assert by_part['backward: head']['flops'] == 2 * 2 * mm
+    # the tap's matmul (created in the encoder's forward, used outside it), then the
+    # encoder's layer: its weight only
+    assert by_part['backward: encoder']['flops'] == mm + 2 * N * A * B
+
+    # a second backward adds each gradient to the parameter's .grad: that is the part's of
+    # the innermost module the parameter is in
+    again = backward_by_part(model, parts, meta(N, A), zero_grad=False)['by_part']
+    params = {'model': 0, 'encoder': 2, 'custom': 1, 'head': 2}  # weights and biases
+    for part, count in params.items():
+        name = f'backward: {part}'
+        assert again[name]['ops'] == by_part[name]['ops'] + count, part
