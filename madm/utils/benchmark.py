@@ -20,8 +20,10 @@ Measurement choices:
   copy of the model built on the ``meta`` device, so nothing is computed or allocated and the
   real-scale count runs on any machine. Matmuls, convolutions and attention are counted (on
   meta, SDPA decomposes into counted matmuls; the counter would miss the CPU's fused SDPA
-  kernel); the elementwise work and the optimizer are not. Gradient checkpointing is off in that
-  copy, so the count is *model* FLOPs without recomputation, the numerator of MFU.
+  kernel); the elementwise work and the optimizer are not. torch's formula for a grouped
+  convolution's backward overcounts by the groups; :mod:`madm.utils.flop_formulas` replaces it
+  (sixteenth session: the reference fusion's 121.36 TFLOP were 62.04). Gradient checkpointing
+  is off in that copy, so the count is *model* FLOPs without recomputation, the numerator of MFU.
 * **MFU** = FLOPs per iteration / median seconds per iteration / the device's dense bf16 peak
   (:data:`PEAK_BF16_TFLOPS`; a CPU has no entry, pass ``peak_tflops``).
 * **Without a GPU**, on the ``meta`` device: the step's peak memory
@@ -61,6 +63,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from madm.models.data_preprocessors.uda_data_preprocessor import pinned
 from madm.utils.deferred_scalars import DeferredScalars, defer_grad_norm_log
+from madm.utils.flop_formulas import CORRECTED_FLOP_FORMULAS
 from madm.utils.host_sync_audit import HostSyncAudit, MetaPlaceholders
 from madm.utils.meta_memory import EmulatedCUDAAutocast, LiveMemoryTracker
 from madm.utils.roofline import DEVICE_SPECS, RooflineCounter, count_parts
@@ -528,7 +531,8 @@ def count_train_step_flops(model: nn.Module, batch: dict) -> int:
     Returns:
         int: Total FLOPs (a multiply-add counts 2).
     """
-    with FlopCounterMode(display=False) as counter, MetaPlaceholders():
+    with FlopCounterMode(display=False, custom_mapping=CORRECTED_FLOP_FORMULAS) as counter, \
+            MetaPlaceholders():
         data = model.data_preprocessor(batch, True)
         losses = model._run_forward(data, mode='loss')
         loss, _ = model.parse_losses(losses)
@@ -1007,8 +1011,8 @@ def format_roofline(summary: dict, settings: BenchmarkSettings) -> str:
     lines += [row(name, t) for name, t in summary['by_category'].items()]
     lines += ['', header.format('phase')]
     lines += [row(name, t) for name, t in summary['by_phase'].items()]
-    # The configs' teacher runs the student's UNet and VAE; autograd's operators run outside
-    # any module.
+    # The configs' teacher runs the student's UNet and VAE. Backward counts for the part whose
+    # forward created each autograd node; the seed gradient and the losses' nodes are 'other'.
     lines += ['', header.format('phase: model part')]
     lines += [row(name, t) for name, t in summary['by_part'].items()]
     lines += ['', header.format('operator')]

@@ -7,7 +7,8 @@ of the step's arithmetic and memory traffic, and both can be counted without a G
 :class:`RooflineCounter` takes
 
 * its FLOPs, by torch's own formulas (those of :class:`torch.utils.flop_counter.FlopCounterMode`:
-  matmuls, convolutions, attention), and
+  matmuls, convolutions, attention), with grouped convolutions' backward corrected
+  (:mod:`madm.utils.flop_formulas`), and
 * the bytes it must move at least: each tensor argument read once, each result written once
   (views, allocations and metadata move nothing; an in-place operator reads and writes its
   target; ``copy_`` and fills only write it; a broadcast argument counts its distinct elements).
@@ -43,8 +44,8 @@ import torch
 from torch import Tensor
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
-from torch.utils.flop_counter import flop_registry
 
+from madm.utils.flop_formulas import FLOP_FORMULAS
 from madm.utils.host_sync_audit import MetaPlaceholders
 
 
@@ -403,8 +404,8 @@ class RooflineCounter(MetaPlaceholders):
         packet = func._overloadpacket
         name = packet.__name__
         read, written = op_traffic(func, args, kwargs, out)
-        flops = int(flop_registry[packet](*args, **kwargs, out_val=out)) \
-            if packet in flop_registry else 0
+        flops = int(FLOP_FORMULAS[packet](*args, **kwargs, out_val=out)) \
+            if packet in FLOP_FORMULAS else 0
         if not (read or written or flops):
             return
         if name.startswith('_foreach_'):

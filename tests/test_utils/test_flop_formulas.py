@@ -1,0 +1,62 @@
+"""madm.utils.flop_formulas: a convolution's backward costs its forward's multiply-adds per
+gradient, grouped or not."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from madm.utils.flop_formulas import CORRECTED_FLOP_FORMULAS
+from madm.utils.roofline import DEVICE_SPECS, RooflineCounter
+
+
+def conv_flops(channels: int, groups: int, *, backward: bool, corrected: bool,
+               transposed: bool = False, weight_grad: bool = True) -> int:
+    x = torch.randn(2, channels, 12, 10, requires_grad=True)
+    shape = (channels, channels // groups, 3, 3)
+    w = torch.randn(*shape, requires_grad=weight_grad)
+    mapping = CORRECTED_FLOP_FORMULAS if corrected else None
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+        conv = F.conv_transpose2d if transposed else F.conv2d
+        y = conv(x, w, padding=1, groups=groups)
+        forward = counter.get_total_flops()
+        if backward:
+            y.sum().backward()
+    return counter.get_total_flops() - (forward if backward else 0)
+
+
+@pytest.mark.parametrize('transposed', [False, True])
+def test_dense_convolution_backward_matches_torchs_formula(transposed):
+    """For groups=1 torch is right; the correction must not change it."""
+    ours = conv_flops(8, 1, backward=True, corrected=True, transposed=transposed)
+    torchs = conv_flops(8, 1, backward=True, corrected=False, transposed=transposed)
+    forward = conv_flops(8, 1, backward=False, corrected=True, transposed=transposed)
+    assert ours == torchs == 2 * forward
+
+
+@pytest.mark.parametrize('transposed', [False, True])
+@pytest.mark.parametrize('groups', [2, 16])
+def test_grouped_convolution_backward_is_twice_its_forward(groups, transposed):
+    forward = conv_flops(16, groups, backward=False, corrected=True, transposed=transposed)
+    # the forward by hand: each output element (or input element, transposed) takes
+    # 9 * 16 / groups multiply-adds
+    assert forward == 2 * (2 * 16 * 12 * 10) * 9 * (16 // groups)
+    ours = conv_flops(16, groups, backward=True, corrected=True, transposed=transposed)
+    assert ours == 2 * forward
+    # torch's own count overcounts the weight gradient by the groups
+    torchs = conv_flops(16, groups, backward=True, corrected=False, transposed=transposed)
+    assert torchs == forward + groups * forward
+
+
+def test_backward_without_the_weight_gradient_counts_the_input_gradient_only():
+    forward = conv_flops(16, 16, backward=False, corrected=True)
+    assert conv_flops(16, 16, backward=True, corrected=True, weight_grad=False) == forward
+
+
+def test_roofline_counter_uses_the_corrected_formula():
+    x = torch.randn(2, 16, 12, 10, device='meta', requires_grad=True)
+    w = torch.randn(16, 1, 3, 3, device='meta', requires_grad=True)
+    with RooflineCounter(DEVICE_SPECS['h100']) as counter:
+        F.conv2d(x, w, padding=1, groups=16).sum().backward()
+    summary = counter.summary()
+    forward = 2 * (2 * 16 * 12 * 10) * 9
+    assert summary['executed_flops'] == 3 * forward
