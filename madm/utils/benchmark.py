@@ -1466,6 +1466,9 @@ def format_markdown(result: BenchmarkResult) -> str:
 #: gained the matmul resize and merged parameter groups).
 ALL_LEVERS = dict(gradient_checkpointing=True, vae_dtype='bfloat16', fusion_stride=4,
                   fused_adamw=True)
+#: The sweep's name for what configs/madm/rgb2event_1gpu-24gb.py runs now.
+CONFIG_24GB_VARIANT = ('bf16 + all levers but compile + matmul resize + merged param groups '
+                       '(the 24 GB config)')
 #: Overrides of the fastest eager setting at the reference fusion (fifth session, H100:
 #: 0.914 s/iter).
 BEST_EAGER = dict(amp='bf16', head_resize='matmul', vae_dtype='bfloat16', fused_adamw=True)
@@ -1557,9 +1560,18 @@ LEVER_SWEEP: tuple[tuple[str, dict], ...] = (
      '+ compile (VAE)',
      dict(STRIDE4_CANDIDATE, compile=True, compile_head=True, compile_vae=True,
           compile_mode='reduce-overhead')),
+    # Not yet measured on a GPU (sixteenth session): what configs/madm/rgb2event_1gpu-24gb.py
+    # runs today; its 18.55 GiB was measured before the matmul resize and the merged groups.
+    (CONFIG_24GB_VARIANT,
+     dict(amp='bf16', **ALL_LEVERS, head_resize='matmul', merge_param_groups=True)),
 )
 #: Variants whose loss terms are compared with fp32, and those timed at inference too.
 SWEEP_CHECK_FP32 = ('bf16 (baseline)', 'bf16 + all levers but compile', 'fp16 + GradScaler',
+                    CONFIG_24GB_VARIANT,
+                    # the fastest candidate: does compiling keep the losses?
+                    'bf16 + fusion stride 4 + GroupNorm in bf16 + no host syncs + merged param '
+                    'groups + matmul resize + VAE in bf16 + fused AdamW + compile (UNet, head '
+                    'and VAE)',
                     'bf16 + head checkpointing + VAE in bf16 + fused AdamW',
                     'bf16 + matmul resize + VAE in bf16 + fused AdamW',
                     'bf16 + GroupNorm in bf16 + matmul resize + VAE in bf16 + fused AdamW',
