@@ -305,7 +305,6 @@ def test_a_part_not_started_is_not_ended():
     assert by_part['forward: other']['ops'] == 1  # add_, after the model's part ended
 
 
-
 N, A, B, C = 32, 8, 16, 4  # batch, then the widths of the two layers' inputs and outputs
 
 
