@@ -239,3 +239,40 @@ def test_an_unknown_list_as_long_as_the_groups_is_refused_unless_declared():
     hook.before_save_checkpoint(runner, checkpoint)
     assert checkpoint['param_schedulers'][0]['scales'] == [1.0, 2.0, 2.0, 2.0, 3.0, 2.0, 4.0]
     MergedParamGroupsSchedulerStateHook(not_per_group_keys=['scales']).before_train(runner)
+
+
+def test_a_merged_layout_written_without_the_hook_resumes_merged_and_is_refused_unmerged(
+        tmp_path, uninterrupted):
+    """Checkpoints the merged constructor wrote before the hook was in the runtime: their
+    schedulers hold the merged layout (three groups and the base one), which the merged
+    constructor resumes exactly and the default one, without the check, would misread."""
+    hooks = [h for h in RUNTIME_HOOKS if h['type'] != 'MergedParamGroupsSchedulerStateHook']
+    _train(tmp_path / 'written', True, SAVED, custom_hooks=hooks)
+    path = tmp_path / 'written' / f'iter_{SAVED}.pth'
+    saved = torch.load(path, weights_only=True)
+    assert [len(s['base_values']) for s in saved['param_schedulers']] == [4, 4]
+    runner = _train(tmp_path / 'merged', True, ITERS, load_from=str(path), resume=True)
+    assert _outcome(runner)[:2] == uninterrupted[True][:2]
+    with pytest.raises(ValueError, match=r'(?s)CosineAnnealingLR.base_values holds 4 values '
+                       r'for the 7 groups.*resume with that constructor'):
+        _train(tmp_path / 'default', False, ITERS, load_from=str(path), resume=True)
+
+
+def test_a_one_group_merge_without_the_base_groups_value_is_refused():
+    """A one-group merge keeps mmengine's base-settings group, so its schedulers hold two
+    values; a state of one (what the merged constructor saved before it kept that group)
+    would leave the base group's value to be made up."""
+    cfg = paramwise_wrapper_cfg(True)
+    cfg['paramwise_cfg'] = dict(custom_keys={'no such parameter': dict(lr_mult=2.0)})
+    merged = build_optim_wrapper(ParamwiseNet(), cfg)
+    assert len(merged.optimizer.param_groups) == 1 and len(merged.param_groups) == 2
+    scheduler = CosineAnnealingLR(merged, T_max=5)
+    runner = SimpleNamespace(optim_wrapper=merged, param_schedulers=[scheduler])
+    hook = MergedParamGroupsSchedulerStateHook()
+    hook.before_train(runner)
+    state = scheduler.state_dict()
+    scheduler.load_state_dict({**state, 'base_values': state['base_values'][:1],
+                               '_last_value': state['_last_value'][:1]})
+    with pytest.raises(ValueError, match=r"(?s)base_values holds 1 values for the 2 groups.*"
+                       r"no value for mmengine's base-settings group"):
+        hook.before_train(runner)

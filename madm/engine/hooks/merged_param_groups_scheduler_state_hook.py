@@ -18,6 +18,13 @@ NOT_PER_GROUP_KEYS = ('_schedule_phases', 'periods', 'restart_weights', 'cumulat
 _ADVICE = ('The checkpoint was written for another model or another '
            'optim_wrapper.paramwise_cfg: resume with the constructor and paramwise_cfg it was '
            'written with, or load only its weights (load_from= instead of resume).')
+_UNMERGED_ADVICE = (
+    'If MergedParamGroupsOptimWrapperConstructor wrote it before 2026-11-28 (its schedulers '
+    'then saved the merged layout), resume with that constructor.')
+_ONE_GROUP_ADVICE = (
+    'If the merged constructor wrote it for one merged group before 2026-11-28, its '
+    "schedulers have no value for mmengine's base-settings group, which the constructor now "
+    'keeps: load only its weights (load_from=), as the base value cannot be recovered.')
 
 
 @dataclass(frozen=True)
@@ -66,10 +73,17 @@ class MergedParamGroupsSchedulerStateHook(Hook):
     A list that does not convert (another model or ``paramwise_cfg``, values that differ
     within a merged group) is left as it is, as a ``load_from`` of such a checkpoint never uses
     it; if a resume loaded it into the schedulers, ``before_train`` raises a ``ValueError``
-    saying why and what to do, before the first step. A list of a key this hook does not know,
-    as long as either layout's groups, raises too: declare the key in ``per_group_keys`` or
-    ``not_per_group_keys``. A no-op where no optimizer is merged, or where the optimizer
-    wrapper is not built yet (the Runner builds it before resuming in ``train``).
+    saying why and what to do, before the first step. ``before_train`` checks every optimizer
+    wrapper, merged or not: a checkpoint whose schedulers hold the merged layout, resumed with
+    the default constructor (one written before this hook was in the runtime), would otherwise
+    pair its values with the wrong groups, as mmengine pairs them by position and stops at the
+    shorter list. A checkpoint of a one-group merge written before the merged constructor
+    kept mmengine's base-settings group for it (2026-11-28) is refused too: its lists hold one
+    value where the schedulers now keep two, and the base group's would have to be made up.
+    A list of a key this hook does not know, as long as either layout's groups, raises too:
+    declare the key in ``per_group_keys`` or ``not_per_group_keys``. Nothing is converted
+    where no optimizer is merged, nor where the optimizer wrapper is not built yet (the Runner
+    builds it before resuming in ``train``).
 
     Args:
         per_group_keys (Sequence[str]): More state keys with one value per group.
@@ -102,23 +116,29 @@ class MergedParamGroupsSchedulerStateHook(Hook):
 
     def before_train(self, runner) -> None:
         load_problems, self._load_problems = self._load_problems, []
-        unknown, wrong = [], []
-        for groups, schedulers in _by_wrapper(runner.optim_wrapper, runner.param_schedulers):
+        unknown, wrong, hints = [], [], {}
+        for wrapper, schedulers in _pairs(runner.optim_wrapper, runner.param_schedulers):
+            groups, count = _groups(wrapper), len(wrapper.param_groups)
             for scheduler in schedulers:
                 for key, values in self._lists(scheduler.state_dict()):
                     name = f'{type(scheduler).__name__}.{key}'
                     if key not in self.per_group_keys:
-                        if len(values) in (groups.merged, groups.unmerged):
+                        # without a merge nothing converts, so a list of either kind fits
+                        if groups is not None and len(values) in (groups.merged, groups.unmerged):
                             unknown.append(self._unknown(name, values, groups))
-                    elif len(values) != groups.merged:
-                        wrong.append(f'{name} holds {len(values)} values for the '
-                                     f'{groups.merged} groups of the optimizer wrapper.')
+                    elif len(values) != count:
+                        wrong.append(f'{name} holds {len(values)} values for the {count} '
+                                     'groups of the optimizer wrapper.')
+                        if groups is None:
+                            hints[_UNMERGED_ADVICE] = None
+                        elif groups.base and count == 2 and len(values) == 1:
+                            hints[_ONE_GROUP_ADVICE] = None
         if unknown:
             raise ValueError(' '.join(unknown))
         if wrong:
             raise ValueError(' '.join(
-                ['The resumed parameter-scheduler state does not fit the merged parameter '
-                 'groups:', *wrong, *load_problems, _ADVICE]))
+                ['The resumed parameter-scheduler state does not fit the parameter groups:',
+                 *wrong, *load_problems, _ADVICE, *hints]))
 
     def _lists(self, state: dict) -> Iterable[tuple[str, list | tuple]]:
         return ((key, value) for key, value in state.items()
@@ -175,9 +195,9 @@ def _groups(wrapper: OptimWrapper) -> _Groups | None:
     return None if len(layout) + base == merged else _Groups(layout, merged, base)
 
 
-def _by_wrapper(optim_wrapper, schedulers) -> list[tuple[_Groups, list]]:
-    """Each merged optimizer wrapper with its schedulers (or their states): one wrapper and a
-    list, or an ``OptimWrapperDict`` and a dict of lists by the same names."""
+def _pairs(optim_wrapper, schedulers) -> list[tuple[OptimWrapper, list]]:
+    """Each optimizer wrapper with its schedulers (or their states): one wrapper and a list,
+    or an ``OptimWrapperDict`` and a dict of lists by the same names."""
     if not isinstance(optim_wrapper, OptimWrapper) or schedulers is None:
         return []  # not built (a test run's load_from), or no schedulers saved
     if isinstance(optim_wrapper, OptimWrapperDict):
@@ -189,4 +209,10 @@ def _by_wrapper(optim_wrapper, schedulers) -> list[tuple[_Groups, list]]:
         return []
     else:
         pairs = [(optim_wrapper, schedulers)]
-    return [(groups, s) for wrapper, s in pairs if (groups := _groups(wrapper)) is not None]
+    return pairs
+
+
+def _by_wrapper(optim_wrapper, schedulers) -> list[tuple[_Groups, list]]:
+    """Each merged optimizer wrapper's groups with its schedulers (or their states)."""
+    return [(groups, s) for wrapper, s in _pairs(optim_wrapper, schedulers)
+            if (groups := _groups(wrapper)) is not None]
