@@ -293,7 +293,17 @@ class RooflineCounter(MetaPlaceholders):
     @contextlib.contextmanager
     def leaf_parts(self, parts: dict[Tensor, str]) -> Iterator[None]:
         """Count the accumulation of each leaf's gradient (autograd's ``AccumulateGrad``, e.g.
-        a parameter's) as the given part; elsewhere it counts as ``'other'``."""
+        a parameter's) as the given part; elsewhere it counts as ``'other'``.
+
+        Args:
+            parts (dict[Tensor, str]): Each leaf tensor (a parameter, an input that requires
+                grad) with the name of the part its gradient accumulation counts for, within
+                the ``with`` block.
+
+        Yields:
+            None: The block in which these leaves count for these parts; the previous
+            assignment comes back at its end.
+        """
         previous = dict(self._leaf_parts)
         self._leaf_parts.update((id(leaf), name) for leaf, name in parts.items())
         try:
@@ -315,7 +325,15 @@ class RooflineCounter(MetaPlaceholders):
 
     def node_part(self, node: torch.autograd.graph.Node) -> str:
         """The part that was current when autograd created ``node`` ('other' when none was
-        or the counter did not see it); a leaf's gradient accumulator has its leaf's part."""
+        or the counter did not see it); a leaf's gradient accumulator has its leaf's part.
+
+        Args:
+            node (torch.autograd.graph.Node): A node of the autograd graph, e.g. the one
+                ``torch._C._current_autograd_node()`` gives while backward runs.
+
+        Returns:
+            str: The part's name.
+        """
         if isinstance(node, torch._C._functions.AccumulateGrad):
             # numbered last of all, so that the engine runs it as soon as it is ready
             return self._leaf_parts.get(id(node.variable), 'other')

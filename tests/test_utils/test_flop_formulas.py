@@ -61,3 +61,45 @@ def test_roofline_counter_uses_the_corrected_formula():
     summary = counter.summary()
     forward = 2 * (2 * 16 * 12 * 10) * 9
     assert summary['executed_flops'] == 3 * forward
+
+
+CONVOLUTIONS = {1: (F.conv1d, F.conv_transpose1d), 2: (F.conv2d, F.conv_transpose2d),
+                3: (F.conv3d, F.conv_transpose3d)}
+
+
+def convolution_flops(dims: int, groups: int, *, transposed: bool, stride: int, dilation: int,
+                      output_padding: int, corrected: bool, input_grad: bool = True,
+                      weight_grad: bool = True) -> tuple[int, int]:
+    """(forward, backward) FLOPs of one convolution of ``dims`` spatial dimensions."""
+    channels, spatial = 8, (9, 7, 5)[:dims]
+    x = torch.randn(2, channels, *spatial, requires_grad=input_grad)
+    w = torch.randn(channels, channels // groups, *(3,) * dims, requires_grad=weight_grad)
+    kwargs = dict(stride=stride, dilation=dilation, groups=groups, padding=1)
+    if transposed:
+        kwargs['output_padding'] = output_padding
+    mapping = CORRECTED_FLOP_FORMULAS if corrected else None
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+        y = CONVOLUTIONS[dims][transposed](x, w, **kwargs)
+        forward = counter.get_total_flops()
+        y.sum().backward()
+    return forward, counter.get_total_flops() - forward
+
+
+@pytest.mark.parametrize('dims', [1, 2, 3])
+@pytest.mark.parametrize('transposed, stride, dilation, output_padding',
+                         [(False, 1, 1, 0), (False, 2, 1, 0), (False, 1, 2, 0),
+                          (True, 2, 1, 1), (True, 2, 2, 0)])
+@pytest.mark.parametrize('groups', [1, 4, 8])
+def test_backward_is_the_forward_per_gradient_for_any_convolution(
+        dims, transposed, stride, dilation, output_padding, groups):
+    shape = dict(dims=dims, groups=groups, transposed=transposed, stride=stride,
+                 dilation=dilation, output_padding=output_padding)
+    forward, backward = convolution_flops(**shape, corrected=True)
+    assert forward > 0 and backward == 2 * forward
+    _, weight_only = convolution_flops(**shape, corrected=True, input_grad=False)
+    _, input_only = convolution_flops(**shape, corrected=True, weight_grad=False)
+    assert weight_only == input_only == forward
+    # torch's formula: right for a dense convolution, the weight gradient times the groups
+    # for a grouped one (the canary above, here for every shape)
+    torchs_forward, torchs = convolution_flops(**shape, corrected=False)
+    assert torchs_forward == forward and torchs == forward + groups * forward
