@@ -30,6 +30,14 @@ allow (``madm.utils.roofline``; with ``--sweep``, of each variant):
     python tools/benchmark.py configs/madm/rgb2event.py --preset sd14 --roofline \\
         --fusion-stride 4 --vae-dtype bfloat16 --fused-adamw
 
+``--check-fp32-emulated`` compares a step's loss terms in fp32 and under ``--amp`` without a
+GPU: the model runs on the CPU with CUDA autocast's casts emulated (``EmulatedCUDAAutocast``),
+so levers that move rounding points (GroupNorm in bf16, the VAE in bf16) are checked as on a
+GPU; sd14 takes about 8 GiB of memory, and a small ``--size`` keeps it to minutes:
+
+    python tools/benchmark.py configs/madm/rgb2event.py --preset sd14 --size 256 256 \
+        --check-fp32-emulated --group-norm-autocast --head-resize matmul --vae-dtype bfloat16
+
 ``--optimizer-overhead`` times the host's fixed cost of clipping and AdamW over the task's
 parameter groups (``--merge-param-groups`` merges them into one per setting).
 See madm/utils/benchmark.py for how each number is measured.
@@ -43,9 +51,12 @@ from mmengine.config import Config, DictAction
 
 from madm.utils import atomic_write_json
 from madm.utils.benchmark import (LEVER_SWEEP, BenchmarkSettings, audit_host_syncs_on_meta,
+                                  check_fp32_emulated, check_fp32_emulated_of_variants,
                                   count_flops_on_meta, estimate_memory_of_variants,
                                   estimate_peak_memory_on_meta, estimate_roofline_of_variants,
                                   estimate_roofline_on_meta, format_host_sync_audit,
+                                  format_fp32_check_emulated,
+                                  format_fp32_checks_emulated_markdown,
                                   format_markdown, format_memory_estimate,
                                   format_memory_estimates_markdown, format_roofline,
                                   format_roofline_variants_markdown, format_sweep_markdown,
@@ -111,6 +122,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='torch.backends.cudnn.benchmark (autotuned convolutions)')
     parser.add_argument('--check-fp32', action='store_true',
                         help='compare the loss terms of one step in fp32 and under --amp')
+    parser.add_argument('--check-fp32-emulated', action='store_true',
+                        help='only compare the loss terms of one step in fp32 and under --amp '
+                             'as CUDA autocast casts, emulated on the CPU (no GPU needed); '
+                             'run nothing else. With --sweep: of each variant')
     parser.add_argument('--peak-tflops', type=float, default=None,
                         help='device peak for MFU (known GPUs are looked up; CPUs have none)')
     parser.add_argument('--flops-only', action='store_true',
@@ -194,6 +209,10 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
             results = estimate_memory_of_variants(cfg, settings, variants, on_result=save)
             print(format_memory_estimates_markdown(results))
             return results
+        if args.check_fp32_emulated:
+            results = check_fp32_emulated_of_variants(cfg, settings, variants, on_result=save)
+            print(format_fp32_checks_emulated_markdown(results))
+            return results
         if args.roofline:
             results = estimate_roofline_of_variants(cfg, settings, variants,
                                                     device=args.roofline_device,
@@ -222,6 +241,13 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
             raise SystemExit(f'--roofline: {error}') from None
         print(format_roofline(bound, settings))
         result = dict(settings=vars(settings), roofline=bound)
+    elif args.check_fp32_emulated:
+        try:
+            check = check_fp32_emulated(cfg, settings)
+        except ValueError as error:  # fp32 itself, or a lever the emulation does not model
+            raise SystemExit(f'--check-fp32-emulated: {error}') from None
+        print(format_fp32_check_emulated(check, settings))
+        result = dict(settings=vars(settings), fp32_check_emulated=check)
     elif args.optimizer_overhead:
         overhead = time_optimizer_overhead(cfg, settings)
         print(f"Optimizer part of a step, host time on this machine (one-element stand-ins; "

@@ -942,13 +942,13 @@ def estimate_memory_of_variants(cfg: Config, base: BenchmarkSettings,
         list[dict]: Per variant, ``name``, ``settings`` and the estimate's keys, or
         ``not_modelled`` with the reason.
     """
-    return _each_variant_on_meta(base, variants, 'the meta estimate', on_result,
-                                 lambda settings: estimate_peak_memory_on_meta(cfg, settings))
+    return _each_variant(base, variants, 'the meta estimate', on_result,
+                         lambda settings: estimate_peak_memory_on_meta(cfg, settings))
 
 
-def _each_variant_on_meta(base: BenchmarkSettings, variants: tuple[tuple[str, dict], ...],
-                          what: str, on_result: Callable[[list[dict]], None] | None,
-                          estimate: Callable[[BenchmarkSettings], dict]) -> list[dict]:
+def _each_variant(base: BenchmarkSettings, variants: tuple[tuple[str, dict], ...],
+                  what: str, on_result: Callable[[list[dict]], None] | None,
+                  estimate: Callable[[BenchmarkSettings], dict]) -> list[dict]:
     """``estimate`` of each variant's settings; compiled ones are recorded as not modelled by
     ``what``, any other failure propagates."""
     results = []
@@ -1027,7 +1027,7 @@ def estimate_roofline_of_variants(cfg: Config, base: BenchmarkSettings,
                                   ) -> list[dict]:
     """:func:`estimate_roofline_on_meta` of each variant (``(name, overrides)``); compiled
     variants are recorded as not modelled."""
-    return _each_variant_on_meta(
+    return _each_variant(
         base, variants, 'the roofline bound', on_result,
         lambda settings: estimate_roofline_on_meta(cfg, settings, device))
 
@@ -1232,7 +1232,7 @@ def _median(values: list[float]) -> float:
 
 # --------------------------------------------------------------------------- fp32 check
 def loss_terms(model: nn.Module, batch: dict, amp: AmpMode, seed: int = 0, *,
-               grad: bool = False) -> dict[str, float]:
+               grad: bool = False, emulate_cuda_autocast: bool = False) -> dict[str, float]:
     """Loss terms of one step's forward under ``amp`` autocast, leaving the model as it was.
 
     The model state (weights, BN statistics, the adaptation generator) is restored afterwards
@@ -1246,19 +1246,29 @@ def loss_terms(model: nn.Module, batch: dict, amp: AmpMode, seed: int = 0, *,
         seed (int): torch seed set before the run. Defaults to 0.
         grad (bool): Record the autograd graph, as a training step does (a compiled model
             then runs its training graph; nothing is back-propagated). Defaults to False.
+        emulate_cuda_autocast (bool): On a CPU model, cast as CUDA autocast does
+            (:class:`~madm.utils.meta_memory.EmulatedCUDAAutocast`) instead of running CPU
+            autocast, whose rules differ. Defaults to False.
 
     Returns:
         dict[str, float]: loss key → value.
     """
     device = next(model.parameters()).device
+    if emulate_cuda_autocast and device.type != 'cpu':
+        raise ValueError(f'CUDA autocast is emulated for a CPU model; this one is on {device}.')
     state = {k: v.clone() for k, v in model.state_dict().items() if isinstance(v, Tensor)}
     extra = {k: v for k, v in model.state_dict().items() if not isinstance(v, Tensor)}
     torch.manual_seed(seed)
     _set_iter(1)
     dtype = _AMP_DTYPES[amp]
+    if emulate_cuda_autocast:
+        autocast = (EmulatedCUDAAutocast(dtype, device_type='cpu', modules=model)
+                    if dtype is not None else contextlib.nullcontext())
+    else:
+        autocast = torch.autocast(device.type, dtype=dtype or torch.bfloat16,
+                                  enabled=dtype is not None)
     try:
-        with torch.set_grad_enabled(grad), torch.autocast(
-                device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        with torch.set_grad_enabled(grad), autocast:
             losses = model._run_forward(model.data_preprocessor(batch, True), mode='loss')
         return {k: float(v) for k, v in losses.items() if 'loss' in k}
     finally:
@@ -1277,6 +1287,88 @@ def precision_differences(fp32: dict[str, float], mixed: dict[str, float]) -> di
     """
     return {k: dict(fp32=v, mixed=mixed[k], rel_diff=abs(mixed[k] - v) / max(abs(v), 1e-12))
             for k, v in fp32.items()}
+
+
+def check_fp32_emulated(cfg: Config, settings: BenchmarkSettings) -> dict:
+    """The fp32 check of ``--check-fp32`` without a GPU: CUDA autocast emulated on the CPU.
+
+    The model of ``settings`` is built on the CPU (an ``sd14`` one takes about 7 GiB with
+    its teacher; a small ``size`` keeps the step short). Its loss terms in float32 are
+    compared with those under ``settings.amp`` as CUDA autocast casts
+    (:class:`~madm.utils.meta_memory.EmulatedCUDAAutocast`): the same rounding points as on
+    a GPU, so a lever that changes them (``group_norm_autocast``, ``vae_dtype``) is checked
+    as on a GPU, short of the kernels' own accumulation order. Levers of the optimizer and
+    the host (fused AdamW, merged groups, host syncs) do not change a forward's losses.
+
+    Args:
+        cfg (Config): The task config.
+        settings (BenchmarkSettings): Preset, batch, size, levers, ``amp`` (bf16 or fp16)
+            and seed; ``device`` is ignored. Compilation is refused: the emulation sees
+            operators as eager code calls them.
+
+    Returns:
+        dict: ``fp32_check`` (:func:`precision_differences`), ``model_switches``,
+        ``seconds`` (both forwards).
+    """
+    if settings.amp == 'none':
+        raise ValueError('The fp32 check compares a mixed precision with fp32; pick '
+                         'amp=bf16 or fp16.')
+    if _compiled(settings):
+        raise ValueError('The emulated fp32 check does not model torch.compile; check the '
+                         'variant without it (or run --check-fp32 on a GPU).')
+    start = time.perf_counter()
+    settings = dataclasses.replace(settings, device='cpu')
+    model = build_benchmark_model(cfg, settings)
+    batch = synthetic_batch(settings.batch_size, settings.size, model.num_classes, settings.seed)
+    fp32 = loss_terms(model, batch, 'none', settings.seed)
+    mixed = loss_terms(model, batch, settings.amp, settings.seed, emulate_cuda_autocast=True)
+    summary = dict(fp32_check=precision_differences(fp32, mixed),
+                   model_switches=_model_switches(model), seconds=time.perf_counter() - start)
+    del model
+    gc.collect()
+    return summary
+
+
+def check_fp32_emulated_of_variants(cfg: Config, base: BenchmarkSettings,
+                                    variants: tuple[tuple[str, dict], ...] = (), *,
+                                    on_result: Callable[[list[dict]], None] | None = None
+                                    ) -> list[dict]:
+    """:func:`check_fp32_emulated` of each variant (``(name, overrides)``); compiled
+    variants are recorded as not modelled."""
+    return _each_variant(base, variants, 'the emulated fp32 check', on_result,
+                         lambda settings: check_fp32_emulated(cfg, settings))
+
+
+def format_fp32_check_emulated(summary: dict, settings: BenchmarkSettings) -> str:
+    """A markdown table of :func:`check_fp32_emulated`'s result."""
+    lines = [f'Loss terms of one step, fp32 against {settings.amp} as CUDA autocast casts, '
+             f'emulated on the CPU ({settings.preset}, batch {settings.batch_size}, '
+             f'{settings.size[0]}x{settings.size[1]}, seed {settings.seed}; '
+             f"{summary['seconds']:.0f} s):",
+             '  model switches: ' + ', '.join(
+                 f'{key}={value}' for key, value in summary['model_switches'].items()),
+             '', f'| loss term | fp32 | {settings.amp} (emulated) | rel. diff |',
+             '|---|---|---|---|']
+    lines += [f"| {key} | {d['fp32']:.5f} | {d['mixed']:.5f} | {d['rel_diff']:.1e} |"
+              for key, d in summary['fp32_check'].items()]
+    return '\n'.join(lines)
+
+
+def format_fp32_checks_emulated_markdown(results: list[dict]) -> str:
+    """A markdown table of :func:`check_fp32_emulated_of_variants`' results: the largest
+    relative difference of each variant and the term it is in."""
+    lines = ['| variant | largest rel. diff (emulated CUDA autocast) | in | terms |',
+             '|---|---|---|---|']
+    for entry in results:
+        if 'not_modelled' in entry:
+            lines.append(f"| {entry['name']} | not modelled (compiled) | | |")
+            continue
+        check = entry['fp32_check']
+        worst = max(check, key=lambda key: check[key]['rel_diff'])
+        lines.append(f"| {entry['name']} | {check[worst]['rel_diff']:.1e} | {worst} | "
+                     + ', '.join(f"{key} {d['rel_diff']:.1e}" for key, d in check.items())
+                     + ' |')
+    return '\n'.join(lines)
 
 
 # --------------------------------------------------------------------------- driver

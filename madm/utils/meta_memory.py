@@ -9,9 +9,10 @@ Two pieces make that a memory estimate:
   CUDA caching allocator's 512-byte blocks) and keeps the maximum: the analogue of
   ``torch.cuda.max_memory_allocated``.
 * :class:`EmulatedCUDAAutocast` applies CUDA autocast's casting rules, which ``meta`` tensors
-  do not get: matmuls and convolutions cast to the autocast dtype (a trainable weight's cast
-  kept for the whole context, as autocast's cache keeps it), norms, losses and reductions to
-  float32, and a few ops to their widest input. It also runs SDPA as the fused attention
+  do not get (nor CPU tensors, whose autocast has rules of its own): matmuls and
+  convolutions cast to the autocast dtype (a trainable weight's cast kept for the whole
+  context, as autocast's cache keeps it), norms, losses and reductions to float32, and a
+  few ops to their widest input. It also runs SDPA as the fused attention
   kernels do, saving the output and the log-sum-exp instead of the attention matrix that
   ``meta``'s math fallback would keep.
 
@@ -144,16 +145,16 @@ class LiveMemoryTracker(MetaPlaceholders):
         return out
 
 
-def _is_eligible(value: object) -> bool:
-    return (isinstance(value, Tensor) and value.device.type == 'meta'
+def _is_eligible(value: object, device_type: str) -> bool:
+    return (isinstance(value, Tensor) and value.device.type == device_type
             and value.is_floating_point() and value.dtype != torch.float64)
 
 
 class EmulatedCUDAAutocast(TorchFunctionMode):
-    """CUDA autocast's casts, for ``meta`` tensors, which real autocast leaves alone.
+    """CUDA autocast's casts, for ``meta`` tensors, which real autocast leaves alone, or CPU ones.
 
-    Inside the context, the ops of CUDA autocast's lists cast their floating-point ``meta``
-    arguments as ``torch.autocast('cuda', dtype)`` would: to ``dtype`` for matmuls,
+    Inside the context, the ops of CUDA autocast's lists cast their floating-point arguments
+    on ``device_type`` as ``torch.autocast('cuda', dtype)`` would: to ``dtype`` for matmuls,
     convolutions and attention (the cast of a trainable leaf weight is made once and kept until
     the context exits, like autocast's cache), to float32 for norms, losses and pointwise
     transcendentals, to the widest input for the promoting ops. ``softmax``, ``sum`` and the
@@ -166,6 +167,11 @@ class EmulatedCUDAAutocast(TorchFunctionMode):
     runs as the flash kernel, whose backward keeps the output and the log-sum-exp rather
     than the attention matrix.
 
+    On ``'cpu'`` it gives a float32 model CUDA autocast's rounding points, for checking a
+    mixed-precision step's losses against float32 without a GPU (CPU autocast casts other
+    ops: it leaves ``group_norm`` in the input's dtype, for one). Run it with CPU autocast
+    off. Kernels still differ in their accumulation order, and SDPA runs the CPU's own kernel.
+
     Args:
         dtype (torch.dtype | None): ``torch.bfloat16`` or ``torch.float16``; None casts
             nothing (a float32 step) and only emulates the fused attention.
@@ -175,14 +181,23 @@ class EmulatedCUDAAutocast(TorchFunctionMode):
             autocast of its own, whose cache lasts only for the segment. Defaults to True.
         modules (nn.Module | None): Where to find ``AutocastGroupNorm`` layers.
             Defaults to None.
+        device_type (str): Whose tensors are cast: ``'meta'`` (the memory and roofline
+            estimates) or ``'cpu'`` (numerics; the fused attention is not emulated there).
+            Defaults to 'meta'.
     """
 
     def __init__(self, dtype: torch.dtype | None, *, fused_attention: bool = True,
-                 cache_weight_casts: bool = True, modules: nn.Module | None = None) -> None:
+                 cache_weight_casts: bool = True, modules: nn.Module | None = None,
+                 device_type: str = 'meta') -> None:
         super().__init__()
         if dtype not in (torch.bfloat16, torch.float16, None):
             raise ValueError(f'autocast dtype must be bfloat16, float16 or None, got {dtype}.')
+        if device_type not in ('meta', 'cpu'):
+            raise ValueError(f"device_type must be 'meta' or 'cpu', got {device_type!r}.")
         self.dtype = dtype
+        self.device_type = device_type
+        # CPU tensors would only change which kernel runs, not what the step keeps
+        fused_attention = fused_attention and device_type == 'meta'
         self.fused_attention = fused_attention
         self.cache_weight_casts = cache_weight_casts
         self._modules = modules
@@ -241,13 +256,14 @@ class EmulatedCUDAAutocast(TorchFunctionMode):
     def _cast_all(self, args: tuple, kwargs: dict,
                   dtype: torch.dtype) -> tuple[tuple, dict]:
         def cast(value):
-            return self._cast(value, dtype) if _is_eligible(value) else value
+            return self._cast(value, dtype) if _is_eligible(value, self.device_type) else value
         return pytree.tree_map(cast, (args, kwargs))
 
     def __torch_function__(self, func: Callable, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = getattr(func, '__name__', '')
-        eligible = [v for v in pytree.tree_leaves((args, kwargs)) if _is_eligible(v)]
+        eligible = [v for v in pytree.tree_leaves((args, kwargs))
+                    if _is_eligible(v, self.device_type)]
         if not eligible:
             return func(*args, **kwargs)
         if self.dtype is None:  # float32: no casts, only the attention kernel

@@ -622,3 +622,38 @@ def test_class_mix_on_device_trains_a_real_step_on_the_cpu():
     log_vars = model.train_step(synthetic_batch(2, SIZE, model.num_classes), optim_wrapper)
     assert all(torch.isfinite(v).all() for v in log_vars.values())
     assert log_vars['dplg.timestep'].device.type == 'cpu'  # a log-only host value
+
+
+@pytest.mark.slow
+def test_fp32_check_emulated_casts_as_cuda_and_sees_the_group_norm_lever(tmp_path, capsys):
+    """--check-fp32-emulated: fp32 against CUDA autocast's casts on the CPU; a lever that
+    moves a rounding point moves the mixed terms and not the fp32 ones."""
+    out = tmp_path / 'check.json'
+    args = [EVENT_CONFIG, '--preset', 'tiny', '--size', '64', '64', '--check-fp32-emulated']
+    plain = benchmark_tool.main(args + ['--out', str(out)])['fp32_check_emulated']
+    with open(out) as f:
+        assert json.load(f)['fp32_check_emulated']['fp32_check'] == plain['fp32_check']
+    assert 'as CUDA autocast casts, emulated on the CPU (tiny, batch 2, 64x64' in (
+        capsys.readouterr().out)
+    check = plain['fp32_check']
+    fp32 = loss_terms(build_benchmark_model(event_cfg(), tiny_settings()),
+                      synthetic_batch(2, SIZE, 11), 'none')
+    assert {k: d['fp32'] for k, d in check.items()} == fp32
+    assert all(0 < d['rel_diff'] < 1e-2 for d in check.values()), check  # cast, and close
+    norms = benchmark_tool.main(args + ['--group-norm-autocast'])['fp32_check_emulated']
+    assert norms['fp32_check'].keys() == check.keys()
+    assert all(norms['fp32_check'][k]['fp32'] == d['fp32'] for k, d in check.items())
+    assert any(norms['fp32_check'][k]['mixed'] != d['mixed'] for k, d in check.items())
+
+    with pytest.raises(SystemExit, match='compares a mixed precision with fp32'):
+        benchmark_tool.main(args + ['--amp', 'none'])
+    benchmark_tool.main(args + ['--sweep', '--only', 'bf16 + compile', 'fp16 + GradScaler'])
+    table = capsys.readouterr().out
+    assert '| bf16 + compile | not modelled (compiled) | | |' in table
+    assert re.search(r'\| fp16 \+ GradScaler \| \d\.\de-0\d \| \S+ \| src\.loss_ce ', table)
+
+
+def test_emulated_cuda_autocast_is_for_a_cpu_model():
+    with pytest.raises(ValueError, match='emulated for a CPU model; this one is on meta'):
+        loss_terms(torch.nn.Linear(2, 2, device='meta'), {}, 'bf16',
+                   emulate_cuda_autocast=True)

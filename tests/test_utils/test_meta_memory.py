@@ -213,3 +213,28 @@ def test_backward_recomputes_checkpointed_segments_under_the_same_casts():
     # recomputed bf16-vs-fp32 metadata.
     EmulatedCUDAAutocast(torch.bfloat16, cache_weight_casts=False).backward(y.sum())
     assert layer.weight.grad.dtype == torch.float32 and x.grad is not None
+
+
+# --------------------------------------------------------------------------- on the CPU
+def test_on_the_cpu_it_casts_as_cuda_autocast_where_cpu_autocast_does_not():
+    """The fp32 check without a GPU: CUDA's rounding points on real CPU values."""
+    torch.manual_seed(0)
+    x, w = torch.randn(2, 8, 6, 6), torch.randn(8, 8, 3, 3)
+    norm, autocast_norm = nn.GroupNorm(2, 8), AutocastGroupNorm(2, 8)
+    with torch.autocast('cpu', dtype=torch.bfloat16):  # CPU autocast's own rule
+        assert norm(F.conv2d(x, w)).dtype == torch.bfloat16
+    with EmulatedCUDAAutocast(torch.bfloat16, device_type='cpu',
+                              modules=nn.ModuleList([norm, autocast_norm])):
+        y = F.conv2d(x, w)
+        assert y.dtype == torch.bfloat16
+        assert torch.equal(y, F.conv2d(x.bfloat16(), w.bfloat16()))  # the values too
+        assert norm(y).dtype == torch.float32  # CUDA's rule: norms in float32
+        assert autocast_norm(y).dtype == torch.bfloat16  # group_norm_precision='autocast'
+        assert F.silu(y).dtype == torch.bfloat16
+        assert (meta(2, 8) @ meta(8, 2)).dtype == torch.float32  # meta ones are left alone
+    assert F.conv2d(x, w).dtype == torch.float32  # and nothing after the context
+
+
+def test_device_type_is_meta_or_cpu():
+    with pytest.raises(ValueError, match="device_type must be 'meta' or 'cpu'"):
+        EmulatedCUDAAutocast(torch.bfloat16, device_type='cuda')
