@@ -33,9 +33,9 @@ allow (``madm.utils.roofline``; with ``--sweep``, of each variant):
 ``--check-fp32-emulated`` compares a step's loss terms in fp32 and under ``--amp`` without a
 GPU: the model runs on the CPU with CUDA autocast's casts emulated (``EmulatedCUDAAutocast``),
 so levers that move rounding points (GroupNorm in bf16, the VAE in bf16) are checked as on a
-GPU; sd14 takes about 8 GiB of memory, and a small ``--size`` keeps it to minutes:
+GPU (sd14 needs about 10 GB of memory; minutes at 512x512, less at a smaller ``--size``):
 
-    python tools/benchmark.py configs/madm/rgb2event.py --preset sd14 --size 256 256 \
+    python tools/benchmark.py configs/madm/rgb2event.py --preset sd14 --size 256 256 \\
         --check-fp32-emulated --group-norm-autocast --head-resize matmul --vae-dtype bfloat16
 
 ``--optimizer-overhead`` times the host's fixed cost of clipping and AdamW over the task's

@@ -1292,8 +1292,8 @@ def precision_differences(fp32: dict[str, float], mixed: dict[str, float]) -> di
 def check_fp32_emulated(cfg: Config, settings: BenchmarkSettings) -> dict:
     """The fp32 check of ``--check-fp32`` without a GPU: CUDA autocast emulated on the CPU.
 
-    The model of ``settings`` is built on the CPU (an ``sd14`` one takes about 7 GiB with
-    its teacher; a small ``size`` keeps the step short). Its loss terms in float32 are
+    The model of ``settings`` is built on the CPU (an ``sd14`` one needs about 10 GB with its
+    teacher; at 512×512 the check took 3-10 minutes on 2 cores with AMX). Its loss terms in float32 are
     compared with those under ``settings.amp`` as CUDA autocast casts
     (:class:`~madm.utils.meta_memory.EmulatedCUDAAutocast`): the same rounding points as on
     a GPU, so a lever that changes them (``group_norm_autocast``, ``vae_dtype``) is checked
