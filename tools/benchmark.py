@@ -32,8 +32,8 @@ allow (``madm.utils.roofline``; with ``--sweep``, of each variant):
 
 ``--check-fp32-emulated`` compares a step's loss terms in fp32 and under ``--amp`` without a
 GPU: the model runs on the CPU with CUDA autocast's casts emulated (``EmulatedCUDAAutocast``),
-so levers that move rounding points (GroupNorm in bf16, the VAE in bf16) are checked as on a
-GPU (sd14 needs about 10 GB of memory; minutes at 512x512, less at a smaller ``--size``):
+so a precision switch inside autocast (GroupNorm in bf16) is checked as on a GPU (sd14 needs
+about 10 GB of memory; minutes at 512x512, less at a smaller ``--size``):
 
     python tools/benchmark.py configs/madm/rgb2event.py --preset sd14 --size 256 256 \\
         --check-fp32-emulated --group-norm-autocast --head-resize matmul --vae-dtype bfloat16
@@ -44,6 +44,7 @@ See madm/utils/benchmark.py for how each number is measured.
 Prints a markdown table at the end; ``--out`` also writes it as JSON.
 """
 import argparse
+import dataclasses
 import json
 
 import madm  # noqa: F401  isort: skip
@@ -189,6 +190,8 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
         class_mix_on_device=args.class_mix_on_device, deferred_log=args.deferred_log,
         cudnn_benchmark=args.cudnn_benchmark, merge_param_groups=args.merge_param_groups,
         seed=args.seed)
+    if args.check_fp32_emulated:  # runs on the CPU whatever --device says
+        settings = dataclasses.replace(settings, device='cpu')
     sizes = tuple(tuple(int(v) for v in hw.lower().split('x')) for hw in args.inference_sizes)
     if args.sweep:
         def save(results: list[dict]) -> None:

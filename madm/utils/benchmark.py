@@ -1293,12 +1293,14 @@ def check_fp32_emulated(cfg: Config, settings: BenchmarkSettings) -> dict:
     """The fp32 check of ``--check-fp32`` without a GPU: CUDA autocast emulated on the CPU.
 
     The model of ``settings`` is built on the CPU (an ``sd14`` one needs about 10 GB with its
-    teacher; at 512×512 the check took 3-10 minutes on 2 cores with AMX). Its loss terms in float32 are
-    compared with those under ``settings.amp`` as CUDA autocast casts
+    teacher; at 512×512 the check took 3-10 minutes on 2 cores with AMX). Its loss terms in
+    float32 are compared with those under ``settings.amp`` as CUDA autocast casts
     (:class:`~madm.utils.meta_memory.EmulatedCUDAAutocast`): the same rounding points as on
-    a GPU, so a lever that changes them (``group_norm_autocast``, ``vae_dtype``) is checked
-    as on a GPU, short of the kernels' own accumulation order. Levers of the optimizer and
-    the host (fused AdamW, merged groups, host syncs) do not change a forward's losses.
+    a GPU, so a precision switch inside autocast (``group_norm_autocast``) is checked as on a
+    GPU, short of the kernels' own accumulation order. As in ``--check-fp32``, the fp32 run
+    is the same model: a switch of its weights (``vae_dtype``) is in both runs. Levers of the
+    optimizer and the host (fused AdamW, merged groups, host syncs) do not change a forward's
+    losses.
 
     Args:
         cfg (Config): The task config.
@@ -1334,9 +1336,14 @@ def check_fp32_emulated_of_variants(cfg: Config, base: BenchmarkSettings,
                                     on_result: Callable[[list[dict]], None] | None = None
                                     ) -> list[dict]:
     """:func:`check_fp32_emulated` of each variant (``(name, overrides)``); compiled
-    variants are recorded as not modelled."""
-    return _each_variant(base, variants, 'the emulated fp32 check', on_result,
-                         lambda settings: check_fp32_emulated(cfg, settings))
+    variants are recorded as not modelled, fp32 ones as having nothing to compare."""
+    def check(settings: BenchmarkSettings) -> dict:
+        if settings.amp == 'none':
+            return dict(not_modelled='fp32 itself: nothing to compare')
+        return check_fp32_emulated(cfg, settings)
+
+    return _each_variant(dataclasses.replace(base, device='cpu'), variants,
+                         'the emulated fp32 check', on_result, check)
 
 
 def format_fp32_check_emulated(summary: dict, settings: BenchmarkSettings) -> str:
@@ -1361,7 +1368,7 @@ def format_fp32_checks_emulated_markdown(results: list[dict]) -> str:
              '|---|---|---|---|']
     for entry in results:
         if 'not_modelled' in entry:
-            lines.append(f"| {entry['name']} | not modelled (compiled) | | |")
+            lines.append(f"| {entry['name']} | not checked ({entry['not_modelled']}) | | |")
             continue
         check = entry['fp32_check']
         worst = max(check, key=lambda key: check[key]['rel_diff'])

@@ -201,7 +201,8 @@ class EmulatedCUDAAutocast(TorchFunctionMode):
         self.fused_attention = fused_attention
         self.cache_weight_casts = cache_weight_casts
         self._modules = modules
-        self._weight_casts: dict[int, Tensor] = {}
+        # id -> (the weight, its cast): keeping the weight keeps its id from being reused
+        self._weight_casts: dict[int, tuple[Tensor, Tensor]] = {}
         self._in_autocast_group_norm = 0
         self._hooks: list[RemovableHandle] = []
 
@@ -250,8 +251,8 @@ class EmulatedCUDAAutocast(TorchFunctionMode):
             return value.to(dtype)
         cached = self._weight_casts.get(id(value))
         if cached is None:
-            cached = self._weight_casts[id(value)] = value.to(dtype)
-        return cached
+            cached = self._weight_casts[id(value)] = value, value.to(dtype)
+        return cached[1]
 
     def _cast_all(self, args: tuple, kwargs: dict,
                   dtype: torch.dtype) -> tuple[tuple, dict]:

@@ -274,5 +274,16 @@ def test_a_one_group_merge_without_the_base_groups_value_is_refused():
     scheduler.load_state_dict({**state, 'base_values': state['base_values'][:1],
                                '_last_value': state['_last_value'][:1]})
     with pytest.raises(ValueError, match=r"(?s)base_values holds 1 values for the 2 groups.*"
-                       r"no value for mmengine's base-settings group"):
+                       r"no value for that group.*load only its weights"):
         hook.before_train(runner)
+
+
+@pytest.mark.parametrize('merged', [False, True])
+def test_a_scheduler_built_on_the_torch_optimizer_is_checked_against_its_groups(merged):
+    """Its lists hold one value per group of the torch optimizer, without the wrapper's base
+    group: what it was built on decides the count, on a run that never resumed."""
+    wrapper = build_optim_wrapper(ParamwiseNet(), paramwise_wrapper_cfg(merged))
+    scheduler = CosineAnnealingLR(wrapper.optimizer, T_max=5)
+    assert len(scheduler.state_dict()['base_values']) == len(wrapper.param_groups) - 1
+    runner = SimpleNamespace(optim_wrapper=wrapper, param_schedulers=[scheduler])
+    MergedParamGroupsSchedulerStateHook().before_train(runner)

@@ -15,16 +15,17 @@ PER_GROUP_KEYS = ('base_values', '_last_value', 'min_values', 'eta_max')
 #: as many as MADM's merged groups), ``CosineRestart*``'s periods and weights.
 NOT_PER_GROUP_KEYS = ('_schedule_phases', 'periods', 'restart_weights', 'cumulative_periods')
 
-_ADVICE = ('The checkpoint was written for another model or another '
-           'optim_wrapper.paramwise_cfg: resume with the constructor and paramwise_cfg it was '
+_ADVICE = ('If the checkpoint was written for another model or another '
+           'optim_wrapper.paramwise_cfg, resume with the constructor and paramwise_cfg it was '
            'written with, or load only its weights (load_from= instead of resume).')
-_UNMERGED_ADVICE = (
-    'If MergedParamGroupsOptimWrapperConstructor wrote it before 2026-11-28 (its schedulers '
-    'then saved the merged layout), resume with that constructor.')
+_MERGED_LAYOUT_ADVICE = (
+    'If MergedParamGroupsOptimWrapperConstructor wrote it without '
+    'MergedParamGroupsSchedulerStateHook in custom_hooks (its schedulers then saved the merged '
+    'layout), resume with that constructor.')
 _ONE_GROUP_ADVICE = (
-    'If the merged constructor wrote it for one merged group before 2026-11-28, its '
-    "schedulers have no value for mmengine's base-settings group, which the constructor now "
-    'keeps: load only its weights (load_from=), as the base value cannot be recovered.')
+    'If the merged constructor wrote it for one merged group before it kept mmengine\'s '
+    'base-settings group (2026-11-28), its schedulers have no value for that group: load only '
+    'its weights (load_from=), as the base value cannot be recovered.')
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class MergedParamGroupsSchedulerStateHook(Hook):
     it; if a resume loaded it into the schedulers, ``before_train`` raises a ``ValueError``
     saying why and what to do, before the first step. ``before_train`` checks every optimizer
     wrapper, merged or not: a checkpoint whose schedulers hold the merged layout, resumed with
-    the default constructor (one written before this hook was in the runtime), would otherwise
+    the default constructor (one written without this hook in ``custom_hooks``), would otherwise
     pair its values with the wrong groups, as mmengine pairs them by position and stops at the
     shorter list. A checkpoint of a one-group merge written before the merged constructor
     kept mmengine's base-settings group for it (2026-11-28) is refused too: its lists hold one
@@ -118,8 +119,10 @@ class MergedParamGroupsSchedulerStateHook(Hook):
         load_problems, self._load_problems = self._load_problems, []
         unknown, wrong, hints = [], [], {}
         for wrapper, schedulers in _pairs(runner.optim_wrapper, runner.param_schedulers):
-            groups, count = _groups(wrapper), len(wrapper.param_groups)
+            groups = _groups(wrapper)
             for scheduler in schedulers:
+                # the wrapper's groups (its base one included), or a torch optimizer's
+                count = len(getattr(scheduler, 'optimizer', wrapper).param_groups)
                 for key, values in self._lists(scheduler.state_dict()):
                     name = f'{type(scheduler).__name__}.{key}'
                     if key not in self.per_group_keys:
@@ -128,17 +131,17 @@ class MergedParamGroupsSchedulerStateHook(Hook):
                             unknown.append(self._unknown(name, values, groups))
                     elif len(values) != count:
                         wrong.append(f'{name} holds {len(values)} values for the {count} '
-                                     'groups of the optimizer wrapper.')
-                        if groups is None:
-                            hints[_UNMERGED_ADVICE] = None
-                        elif groups.base and count == 2 and len(values) == 1:
+                                     'groups of its optimizer.')
+                        if len(values) == 1:
                             hints[_ONE_GROUP_ADVICE] = None
+                        elif groups is None and len(values) < count - 1:
+                            hints[_MERGED_LAYOUT_ADVICE] = None
         if unknown:
             raise ValueError(' '.join(unknown))
         if wrong:
             raise ValueError(' '.join(
                 ['The resumed parameter-scheduler state does not fit the parameter groups:',
-                 *wrong, *load_problems, _ADVICE, *hints]))
+                 *wrong, *load_problems, *hints, _ADVICE]))
 
     def _lists(self, state: dict) -> Iterable[tuple[str, list | tuple]]:
         return ((key, value) for key, value in state.items()
