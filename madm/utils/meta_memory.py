@@ -196,7 +196,8 @@ class EmulatedCUDAAutocast(TorchFunctionMode):
             raise ValueError(f"device_type must be 'meta' or 'cpu', got {device_type!r}.")
         self.dtype = dtype
         self.device_type = device_type
-        # CPU tensors would only change which kernel runs, not what the step keeps
+        # its point is what the fused kernels keep for backward, a memory matter; torch's
+        # flash operator has no CPU kernel, and CPU SDPA picks its own
         fused_attention = fused_attention and device_type == 'meta'
         self.fused_attention = fused_attention
         self.cache_weight_casts = cache_weight_casts
