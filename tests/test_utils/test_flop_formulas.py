@@ -9,19 +9,35 @@ from madm.utils.flop_formulas import CORRECTED_FLOP_FORMULAS
 from madm.utils.roofline import DEVICE_SPECS, RooflineCounter
 
 
-def conv_flops(channels: int, groups: int, *, backward: bool, corrected: bool,
-               transposed: bool = False, weight_grad: bool = True) -> int:
-    x = torch.randn(2, channels, 12, 10, requires_grad=True)
-    shape = (channels, channels // groups, 3, 3)
-    w = torch.randn(*shape, requires_grad=weight_grad)
+CONVOLUTIONS = {1: (F.conv1d, F.conv_transpose1d), 2: (F.conv2d, F.conv_transpose2d),
+                3: (F.conv3d, F.conv_transpose3d)}
+
+
+def convolution_flops(dims: int, groups: int, *, transposed: bool, stride: int, dilation: int,
+                      output_padding: int, corrected: bool, input_grad: bool = True,
+                      weight_grad: bool = True, channels: int = 8,
+                      spatial: tuple[int, ...] = (9, 7, 5)) -> tuple[int, int]:
+    """(forward, backward) FLOPs of one convolution of ``dims`` spatial dimensions."""
+    x = torch.randn(2, channels, *spatial[:dims], requires_grad=input_grad)
+    w = torch.randn(channels, channels // groups, *(3,) * dims, requires_grad=weight_grad)
+    kwargs = dict(stride=stride, dilation=dilation, groups=groups, padding=1)
+    if transposed:
+        kwargs['output_padding'] = output_padding
     mapping = CORRECTED_FLOP_FORMULAS if corrected else None
     with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
-        conv = F.conv_transpose2d if transposed else F.conv2d
-        y = conv(x, w, padding=1, groups=groups)
+        y = CONVOLUTIONS[dims][transposed](x, w, **kwargs)
         forward = counter.get_total_flops()
-        if backward:
-            y.sum().backward()
-    return counter.get_total_flops() - (forward if backward else 0)
+        y.sum().backward()
+    return forward, counter.get_total_flops() - forward
+
+
+def conv_flops(channels: int, groups: int, *, backward: bool, corrected: bool,
+               transposed: bool = False, weight_grad: bool = True) -> int:
+    """Forward or backward FLOPs of a padded 3x3 2-D convolution over 12x10."""
+    forward, backward_flops = convolution_flops(
+        2, groups, transposed=transposed, stride=1, dilation=1, output_padding=0,
+        corrected=corrected, weight_grad=weight_grad, channels=channels, spatial=(12, 10))
+    return backward_flops if backward else forward
 
 
 @pytest.mark.parametrize('transposed', [False, True])
@@ -62,27 +78,6 @@ def test_roofline_counter_uses_the_corrected_formula():
     forward = 2 * (2 * 16 * 12 * 10) * 9
     assert summary['executed_flops'] == 3 * forward
 
-
-CONVOLUTIONS = {1: (F.conv1d, F.conv_transpose1d), 2: (F.conv2d, F.conv_transpose2d),
-                3: (F.conv3d, F.conv_transpose3d)}
-
-
-def convolution_flops(dims: int, groups: int, *, transposed: bool, stride: int, dilation: int,
-                      output_padding: int, corrected: bool, input_grad: bool = True,
-                      weight_grad: bool = True) -> tuple[int, int]:
-    """(forward, backward) FLOPs of one convolution of ``dims`` spatial dimensions."""
-    channels, spatial = 8, (9, 7, 5)[:dims]
-    x = torch.randn(2, channels, *spatial, requires_grad=input_grad)
-    w = torch.randn(channels, channels // groups, *(3,) * dims, requires_grad=weight_grad)
-    kwargs = dict(stride=stride, dilation=dilation, groups=groups, padding=1)
-    if transposed:
-        kwargs['output_padding'] = output_padding
-    mapping = CORRECTED_FLOP_FORMULAS if corrected else None
-    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
-        y = CONVOLUTIONS[dims][transposed](x, w, **kwargs)
-        forward = counter.get_total_flops()
-        y.sum().backward()
-    return forward, counter.get_total_flops() - forward
 
 
 @pytest.mark.parametrize('dims', [1, 2, 3])
