@@ -101,6 +101,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         choices=('default', 'reduce-overhead', 'max-autotune-no-cudagraphs'),
                         help="torch.compile mode of --compile, --compile-head and "
                              "--compile-vae ('reduce-overhead': CUDA graphs, not for the VAE)")
+    parser.add_argument('--compile-backend', default='inductor',
+                        help="torch.compile backend of the three flags above ('aot_eager': "
+                             'trace forward and backward without generating kernels). A '
+                             "compiled step's gradients are checked against eager's")
     parser.add_argument('--fused-adamw', action='store_true', help='AdamW(fused=True)')
     parser.add_argument('--channels-last', action='store_true',
                         help='UNet and VAE in channels-last memory format')
@@ -184,7 +188,7 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
         vae_dtype=args.vae_dtype, fusion_stride=args.fusion_stride, compile=args.compile,
         head_with_cp=args.head_with_cp, head_resize=args.head_resize,
         compile_head=args.compile_head, compile_vae=args.compile_vae,
-        compile_mode=args.compile_mode,
+        compile_mode=args.compile_mode, compile_backend=args.compile_backend,
         fused_adamw=args.fused_adamw, channels_last=args.channels_last,
         group_norm_autocast=args.group_norm_autocast, non_blocking_input=args.non_blocking_input,
         class_mix_on_device=args.class_mix_on_device, deferred_log=args.deferred_log,

@@ -1,9 +1,13 @@
 """Train a segmentor (MADM or any mmseg model) from a config file.
 
-    python tools/train.py configs/madm/rgb2event.py [--work-dir DIR] [--resume [CKPT]] [--amp]
+    python tools/train.py configs/madm/rgb2event.py [--work-dir DIR] [--resume [CKPT]] [--amp] \\
+        [--compile]
 
 Same arguments as MMSegmentation's ``tools/train.py``; madm is imported first so
-its modules are registered and the mmcv-lite shim precedes mmseg.
+its modules are registered and the mmcv-lite shim precedes mmseg. ``--compile`` adds
+:class:`madm.engine.hooks.CompileModulesHook` with its defaults (decode heads and VAE
+compiled in place, not the UNet); set the hook in the config's ``custom_hooks`` for other
+modules or modes.
 """
 import argparse
 import logging
@@ -18,7 +22,7 @@ from mmengine.runner import Runner
 from madm.utils.distributed import close_distributed, setup_cpu_distributed
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a madm / mmseg segmentor')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and checkpoints')
@@ -29,6 +33,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--amp', action='store_true', default=False,
                         help='enable automatic mixed precision (AmpOptimWrapper)')
     parser.add_argument(
+        '--compile', action='store_true', default=False,
+        help='torch.compile the decode heads and the VAE in place (CompileModulesHook; '
+        'not the UNet); the first iterations are slow while they compile')
+    parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, e.g. train_cfg.max_iters=100 '
         'model.backbone.pretrained=/weights/sd-v1-4')
@@ -36,14 +44,14 @@ def parse_args() -> argparse.Namespace:
                         default='none', help='job launcher')
     # torch.distributed.launch passes --local-rank; torchrun sets LOCAL_RANK.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
 
 
-def main() -> None:
-    args = parse_args()
+def build_config(args: argparse.Namespace) -> Config:
+    """The config file with the command line's options applied."""
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
@@ -66,13 +74,25 @@ def main() -> None:
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
 
+    if args.compile:
+        hooks = cfg.get('custom_hooks') or []
+        if any(hook.get('type') == 'CompileModulesHook' for hook in hooks):
+            print_log('CompileModulesHook is already in your config; --compile adds nothing.',
+                      logger='current', level=logging.WARNING)
+        else:
+            cfg.custom_hooks = [*hooks, dict(type='CompileModulesHook')]
+
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    return cfg
 
+
+def main() -> None:
+    cfg = build_config(parse_args())
     setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()

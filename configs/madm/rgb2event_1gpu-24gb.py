@@ -1,6 +1,6 @@
 # MADM rgb2event on ONE GPU with 24 GB: the reference batch (2 pairs of 512x512 crops) in one
 # process, with the memory levers measured in docs/benchmarks.md ("GPU: sd14 rgb2event"):
-# 18.55 GiB peak measured on an H200 (random-weight SD-1.4, tools/benchmark.py; the training
+# 18.55 GiB peak measured on an H100 (random-weight SD-1.4, tools/benchmark.py; the training
 # step only, not yet a whole run on a 24 GB card), against 52 GiB without them.
 # Departures from rgb2event.py (the reference), each a deliberate switch:
 # - DAFormer fusion at 1/4 of the image (standard DAFormer) instead of at the full-resolution s0

@@ -41,6 +41,7 @@ import copy
 import dataclasses
 import gc
 import logging
+import math
 import resource
 import time
 import traceback
@@ -62,6 +63,7 @@ from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from madm.models.data_preprocessors.uda_data_preprocessor import pinned
+from madm.utils.compile_modules import compile_submodules
 from madm.utils.deferred_scalars import DeferredScalars, defer_grad_norm_log
 from madm.utils.flop_formulas import CORRECTED_FLOP_FORMULAS
 from madm.utils.host_sync_audit import HostSyncAudit, MetaPlaceholders
@@ -129,6 +131,10 @@ class BenchmarkSettings:
             graphs: a graph's outputs are overwritten at its next replay, and the neck's first
             convolution keeps the source pass's decoded ``s0`` for backward while the teacher
             and the mixed pass decode again. Defaults to False.
+        compile_backend (str): ``torch.compile``'s backend for the three above;
+            ``'aot_eager'`` traces forward and backward as ``'inductor'`` does without
+            generating kernels, to tell a tracing fault from a code-generation one.
+            Defaults to 'inductor'.
         fused_adamw (bool): ``AdamW(fused=True)``. Defaults to False.
         channels_last (bool): UNet and VAE in channels-last memory format. Defaults to False.
         group_norm_autocast (bool): The GroupNorms of UNet, VAE and neck normalise in the
@@ -169,6 +175,7 @@ class BenchmarkSettings:
     head_resize: Literal['interpolate', 'matmul'] | None = None
     compile_head: bool = False
     compile_vae: bool = False
+    compile_backend: str = 'inductor'
     fused_adamw: bool = False
     channels_last: bool = False
     group_norm_autocast: bool = False
@@ -201,6 +208,8 @@ class BenchmarkResult:
         mfu (float | None): ``achieved_tflops / peak_tflops``.
         inference (dict): ``'{H}x{W}'`` → images/s of a student forward at that size.
         fp32_check (dict | None): Loss term → fp32 value, mixed value, relative difference.
+        compiled_grad_check (dict | None): One step's gradients, compiled against eager
+            (:func:`gradient_differences`), for a compiled variant.
         host_syncs (dict | None): On CUDA, the synchronising calls of one training step
             (:func:`count_host_syncs`).
         profile (str | None): The operators of one training step by device time
@@ -223,6 +232,7 @@ class BenchmarkResult:
     mfu: float | None
     inference: dict = field(default_factory=dict)
     fp32_check: dict | None = None
+    compiled_grad_check: dict | None = None
     host_syncs: dict | None = None
     profile: str | None = None
 
@@ -348,21 +358,6 @@ def build_benchmark_model(cfg: Config, settings: BenchmarkSettings,
         model = MODELS.build(model_cfg)
         model.init_weights()
     return model.to(device).train()
-
-
-def decode_heads(model: nn.Module) -> list[nn.Module]:
-    """The student's decode head and, for a UDA model, the EMA teacher's copy of it."""
-    heads = [model.decode_head]
-    teacher = getattr(model, 'teacher', None)
-    if teacher is not None and 'decode_head' in teacher:
-        heads.append(teacher['decode_head'])
-    return heads
-
-
-def vaes(model: nn.Module) -> list[nn.Module]:
-    """The model's VAEs: the backbone's and, with ``teacher_scope='full'``, the teacher's."""
-    from diffusers import AutoencoderKL
-    return [module for module in model.modules() if isinstance(module, AutoencoderKL)]
 
 
 # --------------------------------------------------------------------------- data
@@ -1275,6 +1270,86 @@ def loss_terms(model: nn.Module, batch: dict, amp: AmpMode, seed: int = 0, *,
         model.load_state_dict({**state, **extra})
 
 
+def step_gradients(model: nn.Module, batch: dict, amp: AmpMode,
+                   seed: int = 0) -> dict[str, Tensor]:
+    """The parameter gradients of one step's total loss, without an optimizer update.
+
+    Seeded as :func:`loss_terms`, so an eager and a compiled call see the same step; the
+    ``state_dict`` (weights, BN statistics, the adaptation generator) is restored and every
+    ``.grad`` is left None. Under fp16 the loss is scaled by 2**10 and the gradients unscaled,
+    as a GradScaler would, so that small gradients do not flush to zero.
+
+    Args:
+        model (nn.Module): The model, in train mode (compiled or not).
+        batch (dict): A collated batch.
+        amp (Literal['bf16', 'fp16', 'none']): Autocast dtype, or ``'none'`` for fp32.
+        seed (int): torch seed set before the run. Defaults to 0.
+
+    Returns:
+        dict[str, Tensor]: parameter name → float32 gradient, for the parameters that got one.
+    """
+    device = next(model.parameters()).device
+    state = {k: v.clone() for k, v in model.state_dict().items() if isinstance(v, Tensor)}
+    extra = {k: v for k, v in model.state_dict().items() if not isinstance(v, Tensor)}
+    torch.manual_seed(seed)
+    _set_iter(1)
+    dtype = _AMP_DTYPES[amp]
+    model.zero_grad(set_to_none=True)
+    try:
+        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            losses = model._run_forward(model.data_preprocessor(batch, True), mode='loss')
+            total, _ = model.parse_losses(losses)
+        scale = 2.0 ** 10 if dtype is torch.float16 else 1.0
+        (total * scale).backward()
+        return {name: p.grad.float() / scale for name, p in model.named_parameters()
+                if p.grad is not None}
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.load_state_dict({**state, **extra})
+
+
+def gradient_differences(reference: dict[str, Tensor], other: dict[str, Tensor], *,
+                         tolerance: float = 1e-2) -> dict:
+    """How far ``other``'s gradients are from ``reference``'s, parameter by parameter.
+
+    The difference of a parameter is ``‖g_other − g_ref‖ / ‖g_ref‖``. Parameters whose
+    gradients are both under 1e-6 of the largest reference norm are left out: they are
+    rounding (e.g. an attention over a single token), and relative to it any difference is
+    large. A non-finite difference (NaN or Inf on either side) counts as over the tolerance.
+
+    Args:
+        reference (dict[str, Tensor]): name → gradient, e.g. eager.
+        other (dict[str, Tensor]): name → gradient, e.g. compiled.
+        tolerance (float): A difference above it counts as a mismatch. Defaults to 1e-2 (the
+            benchmark uses it in fp32 and 0.1 under bf16/fp16 autocast, where eager and
+            compiled kernels round differently).
+
+    Returns:
+        dict: ``compared`` (parameters), ``max_rel_diff`` and ``worst`` (its parameter),
+        ``over_tolerance`` (count), ``tolerance``, ``total_norm_rel_diff`` (of the
+        concatenated gradients) and ``only_in_one`` (names with a gradient on one side only).
+    """
+    shared = [name for name in reference if name in other]
+    norms = {name: float(reference[name].norm()) for name in shared}
+    other_norms = {name: float(other[name].norm()) for name in shared}
+    differences = {name: float((other[name].to(reference[name].device) - reference[name]).norm())
+                   for name in shared}
+    floor = 1e-6 * max((n for n in norms.values() if math.isfinite(n)), default=0.0)
+    relative = {name: differences[name] / norms[name] if norms[name] > 0 else math.inf
+                for name in shared
+                if not (norms[name] <= floor and other_norms[name] <= floor)}
+    relative = {name: d if math.isfinite(d) else math.inf for name, d in relative.items()}
+    worst = max(relative, key=relative.get, default=None)
+    total = sum(n ** 2 for n in norms.values()) ** 0.5
+    total_difference = sum(d ** 2 for d in differences.values()) ** 0.5
+    return dict(compared=len(relative), max_rel_diff=relative.get(worst, 0.0), worst=worst,
+                over_tolerance=sum(d > tolerance for d in relative.values()),
+                tolerance=tolerance,
+                total_norm_rel_diff=(total_difference / total if total and math.isfinite(total)
+                                     else math.inf if total_difference else 0.0),
+                only_in_one=sorted(set(reference) ^ set(other)))
+
+
 def precision_differences(fp32: dict[str, float], mixed: dict[str, float]) -> dict:
     """Compare the loss terms of an fp32 run and a mixed-precision run (:func:`loss_terms`).
 
@@ -1437,9 +1512,14 @@ def run_benchmark(cfg: Config, settings: BenchmarkSettings, *, check_fp32: bool 
                          "'reduce-overhead'); check the same variant without them.")
     cudnn_benchmark = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = settings.cudnn_benchmark
+    # Inductor draws its own random numbers on a GPU; with eager's, the compiled step's dropout
+    # masks are the eager check's, so its gradients can be compared (only dropout is random
+    # inside the compiled modules).
+    import torch._inductor.config as inductor_config
     try:
-        return _run_benchmark(cfg, settings, device, check_fp32, inference_sizes, peak_tflops,
-                              flops, profile)
+        with inductor_config.patch(fallback_random=True):
+            return _run_benchmark(cfg, settings, device, check_fp32, inference_sizes,
+                                  peak_tflops, flops, profile)
     finally:
         torch.backends.cudnn.benchmark = cudnn_benchmark
 
@@ -1461,22 +1541,34 @@ def _run_benchmark(cfg: Config, settings: BenchmarkSettings, device: torch.devic
     # The fp32 reference runs eagerly, the mixed-precision forward as it is timed (compiled
     # if asked, with grad), so the check covers what the compiler does too.
     fp32_terms = loss_terms(model, batch, 'none', settings.seed) if check_fp32 else None
+    # Loss terms do not show a wrong backward: a compiled UNet's gradients were, on a CPU.
+    check_grads = _compiled(settings) and not cudagraphs
+    eager_grads = (step_gradients(model, batch, settings.amp, settings.seed)
+                   if check_grads else None)
     # Static shapes: a second input size (inference at DSEC's 448x640) then compiles its own
     # graph; with dynamic shapes the sd14 UNet's recompilation ran past 220 s on an H100.
+    # In place, as CompileModulesHook compiles them for training: the backbone's forward hooks
+    # still find the UNet's named submodules.
     if settings.compile:
-        # In place, so the backbone's forward hooks still find the UNet's named submodules.
-        model.backbone.unet.compile(dynamic=False, mode=settings.compile_mode)
+        compile_submodules(model, ['*backbone.unet'], settings.compile_mode,
+                           backend=settings.compile_backend, allow_cuda_graphs=True)
     if settings.compile_head:
-        for head in decode_heads(model):
-            head.compile(dynamic=False, mode=settings.compile_mode)
+        compile_submodules(model, ['*decode_head'], settings.compile_mode,
+                           backend=settings.compile_backend, allow_cuda_graphs=True)
     if settings.compile_vae:
         mode = 'default' if settings.compile_mode == 'reduce-overhead' else settings.compile_mode
-        for vae in vaes(model):
-            vae.encoder.compile(dynamic=False, mode=mode)
-            vae.decoder.compile(dynamic=False, mode=mode)
+        compile_submodules(model, ['*backbone.vae.encoder', '*backbone.vae.decoder'], mode,
+                           backend=settings.compile_backend)
     optim_wrapper = build_benchmark_optim_wrapper(model, cfg, settings)
     fp32_check = precision_differences(fp32_terms, loss_terms(
         model, batch, settings.amp, settings.seed, grad=True)) if check_fp32 else None
+    grad_check = None
+    if check_grads:
+        grad_check = gradient_differences(
+            eager_grads, step_gradients(model, batch, settings.amp, settings.seed),
+            tolerance=1e-2 if settings.amp == 'none' else 1e-1)
+        del eager_grads
+        _release_memory(device)  # the checks' copies stay out of the timed peak
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
     times = time_train_steps(model, optim_wrapper, batch, settings.iters, settings.warmup,
@@ -1511,7 +1603,8 @@ def _run_benchmark(cfg: Config, settings: BenchmarkSettings, device: torch.devic
         iter_times=times, peak_memory_bytes=int(peak_mem), peak_memory_kind=mem_kind,
         flops_per_iter=float(flops), achieved_tflops=achieved, peak_tflops=peak,
         mfu=None if peak is None else achieved / peak, inference=inference,
-        fp32_check=fp32_check, host_syncs=host_syncs, profile=profile_table)
+        fp32_check=fp32_check, compiled_grad_check=grad_check, host_syncs=host_syncs,
+        profile=profile_table)
 
 
 def _or_config(value: object) -> str:
@@ -1535,8 +1628,9 @@ def format_markdown(result: BenchmarkResult) -> str:
         ('head checkpointing / head resize / compile head / compile VAE',
          f"{s['head_with_cp']} / {s['head_resize'] or 'config'} / {s['compile_head']} / "
          f"{s['compile_vae']}"),
-        ('GroupNorm in autocast dtype / compile mode / channels-last',
-         f"{s['group_norm_autocast']} / {s['compile_mode']} / {s['channels_last']}"),
+        ('GroupNorm in autocast dtype / compile mode (backend) / channels-last',
+         f"{s['group_norm_autocast']} / {s['compile_mode']} ({s['compile_backend']}) / "
+         f"{s['channels_last']}"),
         ('non-blocking input / ClassMix on device / deferred grad-norm log',
          f"{s['non_blocking_input']} / {s['class_mix_on_device']} / {s['deferred_log']}"),
         ('trainable parameters', f'{result.params_trainable / 1e6:.2f} M'),
@@ -1552,6 +1646,15 @@ def format_markdown(result: BenchmarkResult) -> str:
         rows.append(('host syncs in one step', str(result.host_syncs['total'])))
     rows += [(f'inference img/s at {k} (HxW)', f'{v:.2f}') for k, v in result.inference.items()]
     lines = ['| metric | value |', '|---|---|'] + [f'| {k} | {v} |' for k, v in rows]
+    if result.compiled_grad_check:
+        g = result.compiled_grad_check
+        one_side = (f"; a gradient on one side only: {', '.join(g['only_in_one'])}"
+                    if g['only_in_one'] else '')
+        lines += ['', f"Gradients of one step, compiled against eager ({s['amp']}): largest "
+                  f"relative difference {g['max_rel_diff']:.2e} ({g['worst'] or 'none'}), "
+                  f"{g['over_tolerance']} of {g['compared']} parameters over "
+                  f"{g['tolerance']:g}; whole gradient {g['total_norm_rel_diff']:.2e}"
+                  f'{one_side}.']
     if result.fp32_check:
         lines += ['', f"| loss term | fp32 | {s['amp']} | relative difference |",
                   '|---|---|---|---|']
@@ -1804,6 +1907,11 @@ def format_sweep_markdown(results: list[dict]) -> str:
         inference = ', '.join(f'{k}: {v:.2f}' for k, v in r['inference'].items())
         check = '' if not r['fp32_check'] else (
             f"{max(v['rel_diff'] for v in r['fp32_check'].values()):.1e}")
+        if r.get('compiled_grad_check'):
+            g = r['compiled_grad_check']
+            check += (f"{'; ' if check else ''}gradients vs eager: {g['max_rel_diff']:.1e}, "
+                      f"{g['over_tolerance']} of {g['compared']} over {g['tolerance']:g}, "
+                      f"{len(g['only_in_one'])} on one side only")
         lines.append(f"| {r['name']} | {r['sec_per_iter']:.4f} | {speedup:.2f}x | "
                      f"{r['peak_memory_bytes'] / 2**30:.2f} | {r['flops_per_iter'] / 1e12:.2f} | "
                      f'{mfu} | {syncs} | {inference} | {check} |')

@@ -666,3 +666,64 @@ def test_emulated_cuda_autocast_is_for_a_cpu_model():
     with pytest.raises(ValueError, match='emulated for a CPU model; this one is on meta'):
         loss_terms(torch.nn.Linear(2, 2, device='meta'), {}, 'bf16',
                    emulate_cuda_autocast=True)
+
+
+def test_gradient_differences_flags_a_wrong_gradient_and_ignores_rounding():
+    from madm.utils.benchmark import gradient_differences
+    reference = {'a': torch.tensor([3.0, 4.0]), 'b': torch.tensor([1.0, 0.0]),
+                 'tiny': torch.tensor([1e-9, 0.0]), 'only_ref': torch.ones(2)}
+    assert gradient_differences(reference, dict(reference)) == dict(
+        compared=3, max_rel_diff=0.0, worst='a', over_tolerance=0, tolerance=1e-2,
+        total_norm_rel_diff=0.0, only_in_one=[])
+    other = {'a': torch.tensor([3.0, 4.0]), 'b': torch.tensor([0.0, 0.0]),
+             'tiny': torch.tensor([0.0, 1e-9])}
+    check = gradient_differences(reference, other)
+    assert check['worst'] == 'b' and check['max_rel_diff'] == pytest.approx(1.0)
+    assert check['over_tolerance'] == 1 and check['compared'] == 2  # not 'tiny': rounding
+    assert check['only_in_one'] == ['only_ref']
+    # whole gradient over the shared parameters: |b| / |(a, b, tiny)| = 1 / sqrt(26)
+    assert check['total_norm_rel_diff'] == pytest.approx(26 ** -0.5)
+    # A gradient that is ~0 in eager and large compiled, and a NaN, are mismatches.
+    other = dict(reference, tiny=torch.tensor([1.0, 0.0]), b=torch.tensor([float('nan'), 0.0]))
+    check = gradient_differences(reference, other)
+    assert check['over_tolerance'] == 2 and check['compared'] == 4
+    assert check['max_rel_diff'] == float('inf') and check['worst'] in ('tiny', 'b')
+
+
+def test_step_gradients_leave_the_model_as_it_was():
+    from madm.utils.benchmark import step_gradients
+    model = build_benchmark_model(event_cfg(), tiny_settings())
+    batch = synthetic_batch(2, SIZE, model.num_classes, 0)
+    state = {k: v.clone() for k, v in model.state_dict().items() if torch.is_tensor(v)}
+    grads = step_gradients(model, batch, 'none')
+    again = step_gradients(model, batch, 'none')
+    assert grads and set(grads) == set(again)
+    for name in grads:
+        assert torch.equal(grads[name], again[name]), name  # same draws, same step
+    assert all(p.grad is None for p in model.parameters())
+    for key, value in model.state_dict().items():
+        if torch.is_tensor(value):
+            assert torch.equal(value, state[key]), key
+
+
+@pytest.mark.slow
+def test_a_compiled_step_is_checked_against_eager_gradients(monkeypatch):
+    """``compile_backend='aot_eager'`` traces as inductor does; its gradients are eager's."""
+    from madm.utils import benchmark
+    monkeypatch.setattr(benchmark, 'time_train_steps', lambda *args, **kwargs: [1.0])
+    try:
+        result = benchmark.run_benchmark(
+            event_cfg(), tiny_settings(amp='none', compile=True, compile_head=True,
+                                       compile_backend='aot_eager'),
+            inference_sizes=(), flops=1)
+    finally:
+        torch._dynamo.reset()
+    check = result.compiled_grad_check
+    assert check['compared'] > 500 and not check['only_in_one']
+    # fp32; aot_eager's decompositions of the head sum in another order (2.9e-4 at most here).
+    assert check['over_tolerance'] == 0 and check['max_rel_diff'] < 1e-3
+    assert 'Gradients of one step, compiled against eager (none)' in benchmark.format_markdown(
+        result)
+    eager = benchmark.run_benchmark(event_cfg(), tiny_settings(amp='none'),
+                                    inference_sizes=(), flops=1)
+    assert eager.compiled_grad_check is None
