@@ -63,7 +63,8 @@ from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from madm.models.data_preprocessors.uda_data_preprocessor import pinned
-from madm.utils.compile_modules import compile_submodules
+from madm.utils.compile_modules import (HEAD_MODULES, UNET_MODULES, VAE_MODULES,
+                                        compile_submodules)
 from madm.utils.deferred_scalars import DeferredScalars, defer_grad_norm_log
 from madm.utils.flop_formulas import CORRECTED_FLOP_FORMULAS
 from madm.utils.host_sync_audit import HostSyncAudit, MetaPlaceholders
@@ -1251,10 +1252,6 @@ def loss_terms(model: nn.Module, batch: dict, amp: AmpMode, seed: int = 0, *,
     device = next(model.parameters()).device
     if emulate_cuda_autocast and device.type != 'cpu':
         raise ValueError(f'CUDA autocast is emulated for a CPU model; this one is on {device}.')
-    state = {k: v.clone() for k, v in model.state_dict().items() if isinstance(v, Tensor)}
-    extra = {k: v for k, v in model.state_dict().items() if not isinstance(v, Tensor)}
-    torch.manual_seed(seed)
-    _set_iter(1)
     dtype = _AMP_DTYPES[amp]
     if emulate_cuda_autocast:
         autocast = (EmulatedCUDAAutocast(dtype, device_type='cpu', modules=model)
@@ -1262,10 +1259,20 @@ def loss_terms(model: nn.Module, batch: dict, amp: AmpMode, seed: int = 0, *,
     else:
         autocast = torch.autocast(device.type, dtype=dtype or torch.bfloat16,
                                   enabled=dtype is not None)
+    with _seeded_and_restored(model, seed), torch.set_grad_enabled(grad), autocast:
+        losses = model._run_forward(model.data_preprocessor(batch, True), mode='loss')
+    return {k: float(v) for k, v in losses.items() if 'loss' in k}
+
+
+@contextlib.contextmanager
+def _seeded_and_restored(model: nn.Module, seed: int) -> Iterator[None]:
+    """Seed torch and set iteration 1, then give the model its ``state_dict`` back."""
+    state = {k: v.clone() for k, v in model.state_dict().items() if isinstance(v, Tensor)}
+    extra = {k: v for k, v in model.state_dict().items() if not isinstance(v, Tensor)}
+    torch.manual_seed(seed)
+    _set_iter(1)
     try:
-        with torch.set_grad_enabled(grad), autocast:
-            losses = model._run_forward(model.data_preprocessor(batch, True), mode='loss')
-        return {k: float(v) for k, v in losses.items() if 'loss' in k}
+        yield
     finally:
         model.load_state_dict({**state, **extra})
 
@@ -1289,23 +1296,20 @@ def step_gradients(model: nn.Module, batch: dict, amp: AmpMode,
         dict[str, Tensor]: parameter name → float32 gradient, for the parameters that got one.
     """
     device = next(model.parameters()).device
-    state = {k: v.clone() for k, v in model.state_dict().items() if isinstance(v, Tensor)}
-    extra = {k: v for k, v in model.state_dict().items() if not isinstance(v, Tensor)}
-    torch.manual_seed(seed)
-    _set_iter(1)
     dtype = _AMP_DTYPES[amp]
+    scale = 2.0 ** 10 if dtype is torch.float16 else 1.0
     model.zero_grad(set_to_none=True)
     try:
-        with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            losses = model._run_forward(model.data_preprocessor(batch, True), mode='loss')
-            total, _ = model.parse_losses(losses)
-        scale = 2.0 ** 10 if dtype is torch.float16 else 1.0
-        (total * scale).backward()
-        return {name: p.grad.float() / scale for name, p in model.named_parameters()
-                if p.grad is not None}
+        with _seeded_and_restored(model, seed):
+            with torch.autocast(device.type, dtype=dtype or torch.bfloat16,
+                                enabled=dtype is not None):
+                losses = model._run_forward(model.data_preprocessor(batch, True), mode='loss')
+                total, _ = model.parse_losses(losses)
+            (total * scale).backward()
+            return {name: p.grad.float() / scale for name, p in model.named_parameters()
+                    if p.grad is not None}
     finally:
         model.zero_grad(set_to_none=True)
-        model.load_state_dict({**state, **extra})
 
 
 def gradient_differences(reference: dict[str, Tensor], other: dict[str, Tensor], *,
@@ -1541,7 +1545,7 @@ def _run_benchmark(cfg: Config, settings: BenchmarkSettings, device: torch.devic
     # The fp32 reference runs eagerly, the mixed-precision forward as it is timed (compiled
     # if asked, with grad), so the check covers what the compiler does too.
     fp32_terms = loss_terms(model, batch, 'none', settings.seed) if check_fp32 else None
-    # Loss terms do not show a wrong backward: a compiled UNet's gradients were, on a CPU.
+    # Matching loss terms do not show a wrong backward (a compiled UNet's, on a CPU).
     check_grads = _compiled(settings) and not cudagraphs
     eager_grads = (step_gradients(model, batch, settings.amp, settings.seed)
                    if check_grads else None)
@@ -1550,15 +1554,14 @@ def _run_benchmark(cfg: Config, settings: BenchmarkSettings, device: torch.devic
     # In place, as CompileModulesHook compiles them for training: the backbone's forward hooks
     # still find the UNet's named submodules.
     if settings.compile:
-        compile_submodules(model, ['*backbone.unet'], settings.compile_mode,
+        compile_submodules(model, UNET_MODULES, settings.compile_mode,
                            backend=settings.compile_backend, allow_cuda_graphs=True)
     if settings.compile_head:
-        compile_submodules(model, ['*decode_head'], settings.compile_mode,
+        compile_submodules(model, HEAD_MODULES, settings.compile_mode,
                            backend=settings.compile_backend, allow_cuda_graphs=True)
     if settings.compile_vae:
         mode = 'default' if settings.compile_mode == 'reduce-overhead' else settings.compile_mode
-        compile_submodules(model, ['*backbone.vae.encoder', '*backbone.vae.decoder'], mode,
-                           backend=settings.compile_backend)
+        compile_submodules(model, VAE_MODULES, mode, backend=settings.compile_backend)
     optim_wrapper = build_benchmark_optim_wrapper(model, cfg, settings)
     fp32_check = precision_differences(fp32_terms, loss_terms(
         model, batch, settings.amp, settings.seed, grad=True)) if check_fp32 else None

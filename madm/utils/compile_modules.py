@@ -10,6 +10,12 @@ from torch import nn
 CUDA_GRAPH_MODES = ('reduce-overhead', 'max-autotune')
 COMPILE_MODES = ('default', 'max-autotune-no-cudagraphs')
 
+# The compute-heavy parts of a MADM model, by name: each matches the EMA teacher's copy too
+# where it has one (the heads always, UNet and VAE with ``teacher_scope='full'``).
+UNET_MODULES = ('*backbone.unet', )
+HEAD_MODULES = ('*decode_head', )
+VAE_MODULES = ('*backbone.vae.encoder', '*backbone.vae.decoder')
+
 
 def check_compile_mode(mode: str, allow_cuda_graphs: bool = False) -> None:
     """Raise a ValueError for an unknown mode, or a CUDA-graph mode unless allowed."""

@@ -7,7 +7,8 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmseg.registry import HOOKS
 
-from madm.utils.compile_modules import check_compile_mode, compile_submodules
+from madm.utils.compile_modules import (HEAD_MODULES, UNET_MODULES, VAE_MODULES,
+                                        check_compile_mode, compile_submodules)
 
 # Compiled by default: the student's and the teacher's decode heads and the frozen VAE's
 # encoder and decoder (half the step's bound at fusion stride 4, docs/benchmarks.md). The
@@ -16,8 +17,8 @@ from madm.utils.compile_modules import check_compile_mode, compile_submodules
 # features from inside it (most gradients upstream of a tap came out zero); on a GPU this is
 # not yet checked. Add UNET_MODULES once `tools/benchmark.py --compile` (which compares a
 # compiled step's gradients with eager ones) shows they match on your device.
-DEFAULT_MODULES = ('*decode_head', '*backbone.vae.encoder', '*backbone.vae.decoder')
-UNET_MODULES = ('*backbone.unet', )
+DEFAULT_MODULES = HEAD_MODULES + VAE_MODULES
+__all__ = ['CompileModulesHook', 'DEFAULT_MODULES', 'UNET_MODULES']
 
 
 @HOOKS.register_module()
@@ -82,4 +83,3 @@ class CompileModulesHook(Hook):
             print_log(f'torch.compile ({self.compile_kwargs}): {", ".join(compiled)}. The first '
                       'iterations of each input size are slow while their graphs compile.',
                       logger='current')
-
