@@ -87,7 +87,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="VAE weight dtype (it always runs without grad); default: config's")
     parser.add_argument('--fusion-stride', type=int, default=None,
                         help='DAFormer fusion at 1/s of the image (default: at s0, stride 1)')
-    parser.add_argument('--compile', action='store_true', help='torch.compile the UNet')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the UNet, block by block')
+    parser.add_argument('--compile-unet-whole', action='store_true',
+                        help='with --compile: the UNet as one graph (its inductor gradients '
+                             'were wrong on a CPU, tools/check_inductor_gradients.py)')
     parser.add_argument('--head-with-cp', action='store_true',
                         help="recompute the head's fusion in backward (DAFormerHead with_cp)")
     parser.add_argument('--head-resize', choices=('interpolate', 'matmul'), default=None,
@@ -186,6 +190,7 @@ def main(argv: list[str] | None = None) -> dict | list[dict]:
         iters=args.iters, warmup=args.warmup, amp=args.amp,
         gradient_checkpointing=args.grad_checkpointing, attention=args.attention,
         vae_dtype=args.vae_dtype, fusion_stride=args.fusion_stride, compile=args.compile,
+        compile_unet_whole=args.compile_unet_whole,
         head_with_cp=args.head_with_cp, head_resize=args.head_resize,
         compile_head=args.compile_head, compile_vae=args.compile_vae,
         compile_mode=args.compile_mode, compile_backend=args.compile_backend,

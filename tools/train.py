@@ -5,9 +5,9 @@
 
 Same arguments as MMSegmentation's ``tools/train.py``; madm is imported first so
 its modules are registered and the mmcv-lite shim precedes mmseg. ``--compile`` adds
-:class:`madm.engine.hooks.CompileModulesHook` with its defaults (decode heads and VAE
-compiled in place, not the UNet); set the hook in the config's ``custom_hooks`` for other
-modules or modes.
+:class:`madm.engine.hooks.CompileModulesHook` with its defaults (the UNet block by
+block, the decode heads and the VAE, compiled in place); set the hook in the config's
+``custom_hooks`` for other modules or modes.
 """
 import argparse
 import logging
@@ -34,8 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='enable automatic mixed precision (AmpOptimWrapper)')
     parser.add_argument(
         '--compile', action='store_true', default=False,
-        help='torch.compile the decode heads and the VAE in place (CompileModulesHook; '
-        'not the UNet); the first iterations are slow while they compile')
+        help='torch.compile the UNet block by block, the decode heads and the VAE in place '
+        '(CompileModulesHook); the first iterations are slow while they compile')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, e.g. train_cfg.max_iters=100 '

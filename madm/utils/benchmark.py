@@ -63,8 +63,8 @@ from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from madm.models.data_preprocessors.uda_data_preprocessor import pinned
-from madm.utils.compile_modules import (HEAD_MODULES, UNET_MODULES, VAE_MODULES,
-                                        compile_submodules)
+from madm.utils.compile_modules import (HEAD_MODULES, UNET_BLOCK_MODULES, UNET_MODULES,
+                                        VAE_MODULES, compile_submodules)
 from madm.utils.deferred_scalars import DeferredScalars, defer_grad_norm_log
 from madm.utils.flop_formulas import CORRECTED_FLOP_FORMULAS
 from madm.utils.host_sync_audit import HostSyncAudit, MetaPlaceholders
@@ -114,7 +114,11 @@ class BenchmarkSettings:
             always runs without grad); None keeps the config's. Defaults to None.
         fusion_stride (int | None): DAFormer fusion at 1/s of the image instead of at s0's full
             resolution (method.md §11.14); None keeps the reference. Defaults to None.
-        compile (bool): ``torch.compile`` the UNet in place. Defaults to False.
+        compile (bool): ``torch.compile`` the UNet in place, block by block
+            (``UNET_BLOCK_MODULES``: each feature tap ends a graph). Defaults to False.
+        compile_unet_whole (bool): With ``compile``, compile the UNet as one graph instead
+            (``UNET_MODULES``), whose gradients inductor got wrong on a CPU (PyTorch 2.13,
+            eighteenth and nineteenth sessions). Defaults to False.
         compile_mode (Literal['default', 'reduce-overhead', 'max-autotune-no-cudagraphs']):
             ``torch.compile``'s mode for ``compile``, ``compile_head`` and ``compile_vae``;
             ``'reduce-overhead'`` replays the compiled graphs as CUDA graphs, which removes
@@ -171,6 +175,7 @@ class BenchmarkSettings:
     vae_dtype: Literal['float32', 'float16', 'bfloat16'] | None = None
     fusion_stride: int | None = None
     compile: bool = False
+    compile_unet_whole: bool = False
     compile_mode: Literal['default', 'reduce-overhead', 'max-autotune-no-cudagraphs'] = 'default'
     head_with_cp: bool = False
     head_resize: Literal['interpolate', 'matmul'] | None = None
@@ -1502,6 +1507,8 @@ def run_benchmark(cfg: Config, settings: BenchmarkSettings, *, check_fp32: bool 
     if any(s % 64 for s in settings.size):
         raise ValueError(f'size must be multiples of 64 (VAE x UNet downsampling), got '
                          f'{settings.size}.')
+    if settings.compile_unet_whole and not settings.compile:
+        raise ValueError('compile_unet_whole needs compile (it says how the UNet compiles).')
     if settings.compile_mode != 'default' and not _compiled(settings):
         raise ValueError(f'compile_mode={settings.compile_mode!r} needs compile, compile_head '
                          'or compile_vae.')
@@ -1554,7 +1561,8 @@ def _run_benchmark(cfg: Config, settings: BenchmarkSettings, device: torch.devic
     # In place, as CompileModulesHook compiles them for training: the backbone's forward hooks
     # still find the UNet's named submodules.
     if settings.compile:
-        compile_submodules(model, UNET_MODULES, settings.compile_mode,
+        unet = UNET_MODULES if settings.compile_unet_whole else UNET_BLOCK_MODULES
+        compile_submodules(model, unet, settings.compile_mode,
                            backend=settings.compile_backend, allow_cuda_graphs=True)
     if settings.compile_head:
         compile_submodules(model, HEAD_MODULES, settings.compile_mode,
@@ -1614,6 +1622,13 @@ def _or_config(value: object) -> str:
     return 'config' if value is None else str(value)
 
 
+def _unet_compile(settings: dict) -> str:
+    if not settings['compile']:
+        return 'False'
+    # Results saved before the nineteenth session compiled the UNet whole and lack the key.
+    return 'whole' if settings.get('compile_unet_whole', True) else 'by block'
+
+
 def format_markdown(result: BenchmarkResult) -> str:
     """Render a result as markdown tables (metrics, then the fp32 check if any)."""
     s = result.settings
@@ -1625,9 +1640,9 @@ def format_markdown(result: BenchmarkResult) -> str:
          f"{s['size'][0]}x{s['size'][1]}"),
         ('amp / attention / grad ckpt', f"{s['amp']} / {s['attention']} / "
          f"{_or_config(s['gradient_checkpointing'])}"),
-        ('vae dtype / fusion stride / compile / fused AdamW',
+        ('vae dtype / fusion stride / compile UNet / fused AdamW',
          f"{s['vae_dtype'] or 'config'} / {_or_config(s['fusion_stride'])} / "
-         f"{s['compile']} / {s['fused_adamw']}"),
+         f"{_unet_compile(s)} / {s['fused_adamw']}"),
         ('head checkpointing / head resize / compile head / compile VAE',
          f"{s['head_with_cp']} / {s['head_resize'] or 'config'} / {s['compile_head']} / "
          f"{s['compile_vae']}"),
@@ -1765,6 +1780,13 @@ LEVER_SWEEP: tuple[tuple[str, dict], ...] = (
      '+ compile (VAE)',
      dict(STRIDE4_CANDIDATE, compile=True, compile_head=True, compile_vae=True,
           compile_mode='reduce-overhead')),
+    # Nineteenth session: the variants above compile the UNet block by block. As one graph,
+    # as the fifth session's compiled rows did (speed, and whether a GPU's gradients are
+    # right: inductor's were wrong on a CPU).
+    ('bf16 + fusion stride 4 + GroupNorm in bf16 + no host syncs + merged param groups + '
+     'matmul resize + VAE in bf16 + fused AdamW + compile (UNet whole, head and VAE)',
+     dict(STRIDE4_CANDIDATE, compile=True, compile_unet_whole=True, compile_head=True,
+          compile_vae=True)),
     # Not yet measured on a GPU (sixteenth session): what configs/madm/rgb2event_1gpu-24gb.py
     # runs today; its 18.55 GiB was measured before the matmul resize and the merged groups.
     (CONFIG_24GB_VARIANT,

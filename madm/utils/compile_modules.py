@@ -9,9 +9,23 @@ from torch import nn
 # source and then on the mixed images), so the first call's outputs would not survive.
 CUDA_GRAPH_MODES = ('reduce-overhead', 'max-autotune')
 COMPILE_MODES = ('default', 'max-autotune-no-cudagraphs')
+# Blocks of one class share their forward's code, and dynamo compiles that code once per
+# input shape and grad mode (static shapes): SD-1.4's up path alone has 8 ResNet-block
+# shapes, run with grad (student) and without (teacher), past dynamo's default limit of 8,
+# beyond which it runs the code eagerly with only a warning. Each further input size
+# (validation, inference) adds about 14 ResNet-block entries.
+RECOMPILE_LIMIT = 64
 
 # The compute-heavy parts of a MADM model, by name: each matches the EMA teacher's copy too
 # where it has one (the heads always, UNet and VAE with ``teacher_scope='full'``).
+# The UNet by block: its ResNet blocks, transformers (``attentions``), down- and upsamplers,
+# each its own graph, so that every feature tap (a block's output) ends a graph. Compiled as
+# one graph (UNET_MODULES), a tapped output that the rest of the UNet also uses got wrong
+# gradients from inductor on a CPU with PyTorch 2.13: a fused kernel read the gradient buffer
+# of the next upsampler before the upsampler's backward had written it
+# (madm/utils/inductor_check.py reproduces it in a few lines).
+UNET_BLOCK_MODULES = ('*backbone.unet.*.resnets.*', '*backbone.unet.*.attentions.*',
+                      '*backbone.unet.*.downsamplers.*', '*backbone.unet.*.upsamplers.*')
 UNET_MODULES = ('*backbone.unet', )
 HEAD_MODULES = ('*decode_head', )
 VAE_MODULES = ('*backbone.vae.encoder', '*backbone.vae.decoder')
@@ -78,7 +92,8 @@ def compile_submodules(model: nn.Module,
                        backend: str = 'inductor',
                        fullgraph: bool = False,
                        allow_cuda_graphs: bool = False,
-                       strict: bool = True) -> list[str]:
+                       strict: bool = True,
+                       recompile_limit: int | None = RECOMPILE_LIMIT) -> list[str]:
     """``torch.compile`` the matching submodules in place (``nn.Module.compile``).
 
     In place, the modules keep their identity and their ``state_dict`` keys (no
@@ -104,6 +119,10 @@ def compile_submodules(model: nn.Module,
             step's start and reads no output across steps (``tools/benchmark.py`` timing a
             step). Defaults to False.
         strict (bool): See :func:`find_submodules`. Defaults to True.
+        recompile_limit (int | None): ``torch.compile``'s ``recompile_limit`` for these
+            modules: how many graphs (shapes, grad modes) one forward's code may have before
+            dynamo runs it eagerly. None: dynamo's global setting (8 by default). Defaults
+            to ``RECOMPILE_LIMIT`` (64).
 
     Returns:
         list[str]: The names of the modules compiled by this call.
@@ -115,6 +134,7 @@ def compile_submodules(model: nn.Module,
         if getattr(module, '_compiled_call_impl', None) is not None:
             continue
         options = dict(mode=mode) if backend == 'inductor' else {}
-        module.compile(dynamic=dynamic, backend=backend, fullgraph=fullgraph, **options)
+        module.compile(dynamic=dynamic, backend=backend, fullgraph=fullgraph,
+                       recompile_limit=recompile_limit, **options)
         compiled.append(name)
     return compiled

@@ -11,7 +11,8 @@ from torch import nn
 
 from _helpers import REPO_ROOT
 from madm.engine.hooks import CompileModulesHook
-from madm.engine.hooks.compile_modules_hook import DEFAULT_MODULES, UNET_MODULES
+from madm.engine.hooks.compile_modules_hook import (DEFAULT_MODULES, UNET_MODULES,
+                                                   summarize_names)
 
 sys.path.insert(0, f'{REPO_ROOT}/tools')
 import train as train_tool  # noqa: E402
@@ -32,26 +33,40 @@ def test_modules_must_be_a_list_of_names(modules):
 
 
 @pytest.mark.parametrize('teacher_scope', ['head_neck_prompt', 'full'])
-@pytest.mark.parametrize('with_unet', [False, True])
-def test_default_and_unet_modules_of_madm(teacher_scope, with_unet):
-    """Both decode heads and the VAE's two halves, the UNet when asked; the teacher's own
-    UNet and VAE too when it has a backbone of its own."""
+@pytest.mark.parametrize('whole_unet', [False, True])
+def test_default_and_whole_unet_modules_of_madm(teacher_scope, whole_unet):
+    """By default the UNet's blocks, both decode heads and the VAE's two halves (the teacher's
+    own UNet and VAE too when it has a backbone of its own); the UNet as one graph when
+    asked, which then covers its blocks."""
     init_default_scope('mmseg')
     cfg = Config.fromfile(TINY_MADM)
     model = MODELS.build(dict(cfg.model, teacher_scope=teacher_scope))
-    modules = [*DEFAULT_MODULES, *UNET_MODULES] if with_unet else DEFAULT_MODULES
+    modules = [*UNET_MODULES, *DEFAULT_MODULES] if whole_unet else None
     hook = CompileModulesHook(modules=modules, backend='eager')
     hook.before_train(SimpleNamespace(model=model))
-    compiled = sorted(name for name, module in model.named_modules()
-                      if module._compiled_call_impl is not None)
-    expected = ['backbone.vae.decoder', 'backbone.vae.encoder', 'decode_head',
-                'teacher.decode_head']
-    if teacher_scope == 'full':
-        expected += ['teacher.backbone.vae.decoder', 'teacher.backbone.vae.encoder']
-    if with_unet:
-        expected += ['backbone.unet'] + (['teacher.backbone.unet']
-                                         if teacher_scope == 'full' else [])
-    assert compiled == sorted(expected)
+    compiled = {name for name, module in model.named_modules()
+                if module._compiled_call_impl is not None}
+    backbones = ['backbone'] + (['teacher.backbone'] if teacher_scope == 'full' else [])
+    expected = {'decode_head', 'teacher.decode_head'}
+    for backbone in backbones:
+        expected |= {f'{backbone}.vae.encoder', f'{backbone}.vae.decoder'}
+        unet = model.get_submodule(f'{backbone}.unet')
+        if whole_unet:
+            expected.add(f'{backbone}.unet')
+        else:
+            expected |= {f'{backbone}.unet.{name}' for name, module in unet.named_modules()
+                         if type(module).__name__ in ('ResnetBlock2D', 'Transformer2DModel',
+                                                      'Downsample2D', 'Upsample2D')}
+    assert compiled == expected
+
+
+def test_the_log_line_counts_what_a_pattern_matched():
+    names = ['backbone.unet.down_blocks.0.resnets.0', 'backbone.unet.up_blocks.1.resnets.2',
+             'backbone.unet.up_blocks.1.attentions.2', 'decode_head', 'teacher.decode_head',
+             'backbone.vae.encoder', 'extra']
+    assert summarize_names(names, DEFAULT_MODULES) == (
+        '*backbone.unet.*.resnets.* (2), backbone.unet.up_blocks.1.attentions.2, '
+        '*decode_head (2), backbone.vae.encoder, extra')
 
 
 def test_compiles_the_wrapped_model_once_across_train_val_and_test():
@@ -90,9 +105,9 @@ def test_defaults_compile_what_a_model_without_a_vae_has_and_named_modules_must_
     CompileModulesHook(backend='eager').before_train(SimpleNamespace(model=model))
     assert model.decode_head._compiled_call_impl is not None
     assert model.backbone._compiled_call_impl is None
-    with pytest.raises(ValueError, match=r"named '\*backbone.vae.encoder'.*backbone, "
+    with pytest.raises(ValueError, match=r"named '\*backbone.unet.\*.resnets.\*'.*backbone, "
                                          'decode_head'):
         CompileModulesHook(modules=DEFAULT_MODULES, backend='eager').before_train(
             SimpleNamespace(model=model))
-    with pytest.raises(ValueError, match="named '\\*decode_head' or '\\*backbone.vae"):
+    with pytest.raises(ValueError, match=r"named '\*backbone.unet.*' or .*'\*decode_head' or"):
         CompileModulesHook(backend='eager').before_train(SimpleNamespace(model=nn.Linear(2, 2)))

@@ -362,6 +362,8 @@ def test_compile_mode_needs_compile_and_cuda_graphs_refuse_the_fp32_check():
         run_benchmark(event_cfg(), tiny_settings(amp='bf16', compile=True,
                                                  compile_mode='reduce-overhead'),
                       check_fp32=True)
+    with pytest.raises(ValueError, match='compile_unet_whole needs compile'):
+        run_benchmark(event_cfg(), tiny_settings(compile_unet_whole=True))
 
 
 @pytest.mark.slow
@@ -376,7 +378,9 @@ def test_fp32_check_of_a_compiled_run_checks_the_compiled_step(monkeypatch):
     real_loss_terms = benchmark.loss_terms
 
     def spy(model, batch, amp, seed=0, **kwargs):
-        calls.append((amp, model.backbone.unet._compiled_call_impl is not None))
+        unet = model.backbone.unet
+        calls.append((amp, unet._compiled_call_impl is not None,
+                      unet.up_blocks[1].attentions[2]._compiled_call_impl is not None))
         return real_loss_terms(model, batch, amp, seed, **kwargs)
 
     monkeypatch.setattr(benchmark, 'loss_terms', spy)
@@ -387,7 +391,9 @@ def test_fp32_check_of_a_compiled_run_checks_the_compiled_step(monkeypatch):
             inference_sizes=(), flops=1)
     finally:
         torch._dynamo.reset()
-    assert calls == [('none', False), ('bf16', True)]  # fp32 eager, bf16 as timed
+    # fp32 eager, bf16 as timed: the UNet compiled block by block (the tapped transformer
+    # is a graph of its own), not as one graph.
+    assert calls == [('none', False, False), ('bf16', False, True)]
     assert set(result.fp32_check) == {'src.loss_ce', 'src.loss_lplr', 'mix.loss_ce'}
     assert all(v['rel_diff'] < 0.05 for v in result.fp32_check.values())
 
@@ -430,9 +436,11 @@ def test_compile_vae_compiles_the_frozen_encoder_and_decoder_without_cuda_graphs
             inference_sizes=(), flops=1)
     finally:
         torch._dynamo.reset()
-    # CUDA graphs for the UNet; the VAE's encoder and decoder in the default mode
-    assert compiled == [('UNet2DConditionModel', 'reduce-overhead'), ('Encoder', 'default'),
-                        ('Decoder', 'default')]
+    # CUDA graphs for the UNet's 44 blocks; the VAE's encoder and decoder in the default mode
+    assert compiled[-2:] == [('Encoder', 'default'), ('Decoder', 'default')]
+    assert len(compiled) == 46 and {mode for _, mode in compiled[:-2]} == {'reduce-overhead'}
+    assert {name for name, _ in compiled[:-2]} == {'ResnetBlock2D', 'Transformer2DModel',
+                                                   'Downsample2D', 'Upsample2D'}
     with pytest.raises(ValueError, match='does not model torch.compile'):
         estimate_roofline_on_meta(event_cfg(), tiny_settings(compile_vae=True))
 
@@ -538,7 +546,7 @@ def test_default_sweep_names_are_unique_and_cover_every_lever():
                        'channels_last', 'head_with_cp', 'head_resize', 'compile_head',
                        'group_norm_autocast', 'compile_mode', 'non_blocking_input',
                        'class_mix_on_device', 'deferred_log', 'merge_param_groups',
-                       'compile_vae'}
+                       'compile_vae', 'compile_unet_whole'}
     assert set(toggled) <= {f.name for f in dataclasses.fields(BenchmarkSettings)}
 
 

@@ -1,16 +1,21 @@
 """``find_submodules`` and ``compile_submodules``: names, patterns, in-place compilation."""
 import pytest
 import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmseg.registry import MODELS
 from torch import nn
 
-from madm.utils.compile_modules import compile_submodules, find_submodules
+from _helpers import REPO_ROOT
+from madm.utils.compile_modules import (RECOMPILE_LIMIT, UNET_BLOCK_MODULES,
+                                        compile_submodules, find_submodules)
 
 
 class _Head(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, channels: int = 3) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(4, 3, 1)
-        self.norm = nn.GroupNorm(1, 3)
+        self.conv = nn.Conv2d(4, channels, 1)
+        self.norm = nn.GroupNorm(1, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.conv(x)).relu()
@@ -97,3 +102,46 @@ def test_cuda_graph_modes_only_when_the_caller_allows_them(mode):
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="Unknown compile mode 'fast'"):
         compile_submodules(_Model(), ['decode_head'], mode='fast')
+
+
+@pytest.mark.parametrize('teacher_scope', ['head_neck_prompt', 'full'])
+def test_unet_blocks_are_every_block_and_each_tap_ends_one(teacher_scope):
+    """The block patterns find every ResNet block, transformer and resampler of the UNet (the
+    teacher's too when it has its own) and nothing else, and every feature tap is one of them:
+    a tap is then a compiled graph's output, never an intermediate (inductor's fault)."""
+    init_default_scope('mmseg')
+    cfg = Config.fromfile(f'{REPO_ROOT}/tests/data/configs/tiny_madm.py')
+    model = MODELS.build(dict(cfg.model, teacher_scope=teacher_scope))
+    found = dict(find_submodules(model, UNET_BLOCK_MODULES))
+    block_types = ('ResnetBlock2D', 'Transformer2DModel', 'Downsample2D', 'Upsample2D')
+    prefixes = ['backbone.unet.'] + (['teacher.backbone.unet.']
+                                     if teacher_scope == 'full' else [])
+    expected = {name for name, module in model.named_modules()
+                if type(module).__name__ in block_types and name.startswith(tuple(prefixes))}
+    assert set(found) == expected and len(expected) == 44 * len(prefixes)
+    for tap in model.backbone.tap_names:
+        assert f'backbone.unet.{tap}' in found
+
+
+@pytest.mark.parametrize('limit', [RECOMPILE_LIMIT, None])
+def test_blocks_of_one_class_compile_past_dynamos_default_limit(limit):
+    """Blocks of one class share their code, compiled once per shape (static shapes): past
+    dynamo's default limit of 8 the rest would run eagerly, with only a warning (made an
+    error here). The limit is the compiled modules' own; the global setting stays."""
+    from torch._dynamo import config as dynamo_config
+    blocks = nn.ModuleList(_Head(c) for c in range(1, 13))  # one forward, 12 shapes
+    torch._dynamo.reset()
+    try:
+        with dynamo_config.patch(recompile_limit=8, fail_on_recompile_limit_hit=True):
+            compile_submodules(blocks, ['?', '??'], backend='eager', recompile_limit=limit)
+            ran = 0
+            try:
+                for block in blocks:
+                    block(torch.randn(1, 4, 2, 2))
+                    ran += 1
+            except Exception as e:  # dynamo's FailOnRecompileLimitHit
+                assert 'recompile' in str(e).lower() or 'limit' in str(e).lower(), e
+            assert dynamo_config.recompile_limit == 8
+        assert ran == (12 if limit else 8)
+    finally:
+        torch._dynamo.reset()

@@ -1,4 +1,5 @@
 """``torch.compile`` of chosen submodules for training and testing (issue 8)."""
+import fnmatch
 from collections.abc import Sequence
 
 from mmengine.hooks import Hook
@@ -7,18 +8,16 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmseg.registry import HOOKS
 
-from madm.utils.compile_modules import (HEAD_MODULES, UNET_MODULES, VAE_MODULES,
-                                        check_compile_mode, compile_submodules)
+from madm.utils.compile_modules import (HEAD_MODULES, UNET_BLOCK_MODULES, UNET_MODULES,
+                                        VAE_MODULES, check_compile_mode, compile_submodules)
 
-# Compiled by default: the student's and the teacher's decode heads and the frozen VAE's
-# encoder and decoder (half the step's bound at fusion stride 4, docs/benchmarks.md). The
-# neck's projections are small and stay eager. The UNet is left out: with PyTorch 2.13,
-# inductor on a CPU computes wrong UNet gradients when the backbone's forward hooks take
-# features from inside it (most gradients upstream of a tap came out zero); on a GPU this is
-# not yet checked. Add UNET_MODULES once `tools/benchmark.py --compile` (which compares a
-# compiled step's gradients with eager ones) shows they match on your device.
-DEFAULT_MODULES = HEAD_MODULES + VAE_MODULES
-__all__ = ['CompileModulesHook', 'DEFAULT_MODULES', 'UNET_MODULES']
+# Compiled by default: the UNet block by block, the student's and the teacher's decode heads
+# and the frozen VAE's encoder and decoder (half the step's bound at fusion stride 4,
+# docs/benchmarks.md). The neck's projections are small and stay eager. The UNet as one graph
+# (UNET_MODULES) got wrong gradients from inductor on a CPU (PyTorch 2.13; see
+# UNET_BLOCK_MODULES); `tools/check_inductor_gradients.py` checks a device in seconds.
+DEFAULT_MODULES = UNET_BLOCK_MODULES + HEAD_MODULES + VAE_MODULES
+__all__ = ['CompileModulesHook', 'DEFAULT_MODULES', 'UNET_BLOCK_MODULES', 'UNET_MODULES']
 
 
 @HOOKS.register_module()
@@ -32,16 +31,17 @@ class CompileModulesHook(Hook):
     eager model, so a compiled run resumes an eager run's checkpoint and the other way round,
     and the EMA teacher pairs its parameters with the student's as before. The first
     iterations are slow while the graphs compile (a benchmark variant that compiled SD-1.4's
-    UNet and head took 230-236 s on an H100; the defaults' time is unmeasured); a validation or
-    test image of another size compiles its own graphs. The UNet is not compiled by default
-    (see ``DEFAULT_MODULES`` and ``UNET_MODULES``).
+    whole UNet and head took 230-236 s on an H100; the defaults' time is unmeasured); a
+    validation or test image of another size compiles its own graphs. The UNet compiles block
+    by block (``DEFAULT_MODULES``), so that each feature tap ends a graph.
 
     Args:
         modules (Sequence[str] | None): Dotted module names or ``fnmatch`` patterns, matched
             against the model's ``named_modules()``
             (:func:`madm.utils.compile_modules.find_submodules`); each must match at least one
-            module. None: ``DEFAULT_MODULES``, the decode heads and the VAE, of which a model
-            without a VAE (any mmseg segmentor) compiles what it has. Defaults to None.
+            module. None: ``DEFAULT_MODULES``, the UNet's blocks, the decode heads and the
+            VAE, of which a model without them (any mmseg segmentor) compiles what it has.
+            Defaults to None.
         mode (str): ``'default'`` or ``'max-autotune-no-cudagraphs'``. CUDA graphs
             (``'reduce-overhead'``) are refused. Defaults to ``'default'``.
         dynamic (bool | None): ``torch.compile``'s ``dynamic``. Defaults to False.
@@ -80,6 +80,19 @@ class CompileModulesHook(Hook):
         compiled = compile_submodules(model, self.modules, strict=self.strict,
                                       **self.compile_kwargs)
         if compiled:
-            print_log(f'torch.compile ({self.compile_kwargs}): {", ".join(compiled)}. The first '
-                      'iterations of each input size are slow while their graphs compile.',
-                      logger='current')
+            print_log(f'torch.compile ({self.compile_kwargs}): '
+                      f'{summarize_names(compiled, self.modules)}. The first iterations of '
+                      'each input size are slow while their graphs compile.', logger='current')
+
+
+def summarize_names(names: Sequence[str], patterns: Sequence[str]) -> str:
+    """``names`` for a log line: a pattern that matched several as ``'pattern (count)'``."""
+    parts, left = [], list(names)
+    for pattern in patterns:
+        hits = [name for name in left if fnmatch.fnmatchcase(name, pattern)]
+        left = [name for name in left if name not in hits]
+        if len(hits) > 1 and any(char in pattern for char in '*?['):
+            parts.append(f'{pattern} ({len(hits)})')
+        else:
+            parts.extend(hits)
+    return ', '.join(parts + left)

@@ -152,20 +152,19 @@ def _assert_same(a, b, where='log_scalars'):
 
 
 def test_compiled_modules_train_as_eager_and_checkpoints_resume_eagerly(tmp_path):
-    """``CompileModulesHook`` (UNet with gradient checkpointing, as in the 24 GB configs, both
-    heads, VAE) through tools/train.py: the same losses and gradient norms as the eager run,
-    validation compiled too, and a checkpoint that an eager run resumes with the same keys."""
+    """``CompileModulesHook``'s default modules (the UNet block by block, with gradient
+    checkpointing as in the 24 GB configs, both heads, the VAE), traced by aot_eager, through
+    tools/train.py: the eager run's losses and gradient norms, validation compiled too, and
+    a checkpoint that an eager run resumes with the same keys."""
     source = write_tiny_seg_dataset(str(tmp_path / 'src'), seed=0)
     target = write_tiny_seg_dataset(str(tmp_path / 'tgt'), seed=1)
     compiled_cfg = tmp_path / 'tiny_madm_compiled.py'
     # aot_eager traces forward and backward as inductor does, without generating kernels (a
-    # CPU inductor build of these graphs takes minutes, and its UNet gradients are wrong:
-    # CompileModulesHook's DEFAULT_MODULES). Validation runs at batch 2: at batch 1
+    # CPU inductor build of these graphs takes minutes). Validation runs at batch 2: at batch 1
     # aot_eager hands the VAE's GroupNorm a tensor its CPU kernel rejects (PyTorch 2.13; eager
     # and inductor, which decomposes the norm, validate at batch 1).
-    modules = ['*backbone.unet', '*decode_head', '*backbone.vae.encoder', '*backbone.vae.decoder']
     hooks = [*Config.fromfile(CONFIG).custom_hooks,
-             dict(type='CompileModulesHook', modules=modules, backend='aot_eager')]
+             dict(type='CompileModulesHook', backend='aot_eager')]
     compiled_cfg.write_text(f"_base_ = ['{CONFIG}']\ncustom_hooks = {hooks!r}\n"
                             'val_dataloader = dict(batch_size=2)\n'
                             'test_dataloader = val_dataloader\n')
@@ -173,16 +172,25 @@ def test_compiled_modules_train_as_eager_and_checkpoints_resume_eagerly(tmp_path
     eager, compiled = str(tmp_path / 'eager'), str(tmp_path / 'compiled')
     _train(eager, source, target, options)
     proc = _train(compiled, source, target, options, config=str(compiled_cfg))
-    assert 'backbone.unet, decode_head, teacher.decode_head, backbone.vae.encoder' in (
-        proc.stdout + proc.stderr)
+    assert ('*backbone.unet.*.resnets.* (22), *backbone.unet.*.attentions.* (16), '
+            '*backbone.unet.*.downsamplers.* (3), *backbone.unet.*.upsamplers.* (3), '
+            '*decode_head (2), backbone.vae.encoder') in proc.stdout + proc.stderr
 
     def train_rows(work_dir):
         return [r for r in _scalars(work_dir) if 'src.loss_ce' in r]
 
     keys = ('loss', 'src.loss_ce', 'src.loss_lplr', 'mix.loss_ce', 'grad_norm')
-    for eager_row, compiled_row in zip(train_rows(eager), train_rows(compiled), strict=True):
-        for key in keys:  # AdamW's first steps magnify rounding: 0.1 % by iteration 3
-            assert compiled_row[key] == pytest.approx(eager_row[key], rel=5e-3), key
+    rows = list(zip(train_rows(eager), train_rows(compiled), strict=True))
+    assert [eager_row['iter'] for eager_row, _ in rows] == [1, 2, 3]
+    for eager_row, compiled_row in rows:
+        # The first step, from the same weights, agrees to rounding. AdamW's first updates
+        # then magnify rounding: a parameter with a rounding-sized gradient (an attention over
+        # one token) moves by ±lr whatever its size, so iteration 3's gradient norm differed
+        # by 0.7 % (UNet by block) where the losses stayed within 1e-5.
+        first = eager_row['iter'] == 1
+        for key in keys:
+            rel = 1e-5 if first else 2e-2 if key == 'grad_norm' else 1e-3
+            assert compiled_row[key] == pytest.approx(eager_row[key], rel=rel), key
     validation = [[r['mIoU'] for r in _scalars(d) if 'mIoU' in r] for d in (eager, compiled)]
     assert validation[1] and validation[1] == pytest.approx(validation[0], abs=0.5)
 
