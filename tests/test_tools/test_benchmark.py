@@ -352,6 +352,15 @@ def test_loss_terms_restore_state_and_rng():
     assert all(p.grad is None for p in model.parameters())
 
 
+def test_the_table_says_how_the_unet_was_compiled():
+    from madm.utils.benchmark import _unet_compile
+    assert _unet_compile(dict(compile=False, compile_unet_whole=False)) == 'False'
+    assert _unet_compile(dict(compile=True, compile_unet_whole=False)) == 'by block'
+    assert _unet_compile(dict(compile=True, compile_unet_whole=True)) == 'whole'
+    # Saved before the option existed, when --compile compiled the UNet whole.
+    assert _unet_compile(dict(compile=True)) == 'whole'
+
+
 def test_compile_mode_needs_compile_and_cuda_graphs_refuse_the_fp32_check():
     with pytest.raises(ValueError, match='needs compile'):
         run_benchmark(event_cfg(), tiny_settings(compile_mode='reduce-overhead'))

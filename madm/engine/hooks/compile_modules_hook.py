@@ -8,8 +8,9 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmseg.registry import HOOKS
 
-from madm.utils.compile_modules import (HEAD_MODULES, UNET_BLOCK_MODULES, UNET_MODULES,
-                                        VAE_MODULES, check_compile_mode, compile_submodules)
+from madm.utils.compile_modules import (HEAD_MODULES, RECOMPILE_LIMIT, UNET_BLOCK_MODULES,
+                                        UNET_MODULES, VAE_MODULES, check_compile_mode,
+                                        compile_submodules)
 
 # Compiled by default: the UNet block by block, the student's and the teacher's decode heads
 # and the frozen VAE's encoder and decoder (half the step's bound at fusion stride 4,
@@ -48,6 +49,9 @@ class CompileModulesHook(Hook):
         backend (str): ``torch.compile``'s backend (``'aot_eager'`` checks tracing without
             generating kernels). Defaults to ``'inductor'``.
         fullgraph (bool): Fail on a graph break. Defaults to False.
+        recompile_limit (int | None): Graphs one forward's code may have (blocks of one class
+            share it: one per input shape and grad mode) before dynamo runs it eagerly with
+            only a warning; None: dynamo's global setting. Defaults to ``RECOMPILE_LIMIT``.
     """
 
     priority = 'VERY_HIGH'  # before any other hook runs the model
@@ -57,13 +61,14 @@ class CompileModulesHook(Hook):
                  mode: str = 'default',
                  dynamic: bool | None = False,
                  backend: str = 'inductor',
-                 fullgraph: bool = False) -> None:
+                 fullgraph: bool = False,
+                 recompile_limit: int | None = RECOMPILE_LIMIT) -> None:
         if isinstance(modules, str) or (modules is not None and not modules):
             raise ValueError(f'modules must be a non-empty list of names, got {modules!r}.')
         self.strict = modules is not None
         self.modules = list(DEFAULT_MODULES if modules is None else modules)
         self.compile_kwargs = dict(mode=mode, dynamic=dynamic, backend=backend,
-                                   fullgraph=fullgraph)
+                                   fullgraph=fullgraph, recompile_limit=recompile_limit)
         check_compile_mode(mode)  # now, not after the data and the model are built
 
     def before_train(self, runner: Runner) -> None:
