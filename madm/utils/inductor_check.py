@@ -38,7 +38,8 @@ class TapThenUpsample(nn.Module):
     with a residual (SD's ``Transformer2DModel`` without attention), then nearest 2x
     upsampling and a 3x3 convolution (``Upsample2D``). The first output is the tapped feature.
     With any one of the LayerNorm, the feed-forward, the ``contiguous`` before the projection,
-    the projection or the upsampling left out, inductor's gradients were right.
+    the projection or the upsampling left out, inductor's gradients were right (PyTorch 2.13,
+    CPU, 64 channels at 4x4).
 
     Args:
         channels (int): Channels of the image. Defaults to 64.
