@@ -21,12 +21,17 @@ import torch
 
 from madm.utils.inductor_check import compiled_gradient_error
 
+# (channels, size): the tiny preset's tapped transformer at 64x64 images, SD-1.4's two
+# upsampled taps at 512x512.
+DEFAULT_SHAPES = ((64, 4), (1280, 16), (640, 32))
+
 
 def _shape(text: str) -> tuple[int, int]:
     try:
         channels, size = (int(v) for v in text.lower().split('x'))
     except ValueError:
-        raise argparse.ArgumentTypeError(f'expected CHANNELSxSIZE, e.g. 1280x16, got {text!r}')
+        raise argparse.ArgumentTypeError(
+            f'expected CHANNELSxSIZE, e.g. 1280x16, got {text!r}') from None
     return channels, size
 
 
@@ -35,9 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
     parser.add_argument('--backend', default='inductor', help="torch.compile's backend")
     parser.add_argument('--shapes', type=_shape, nargs='+',
-                        default=[(64, 4), (1280, 16), (640, 32)],
-                        help='CHANNELSxSIZE of the input, e.g. 1280x16 (default: 64x4 1280x16 '
-                             '640x32)')
+                        default=list(DEFAULT_SHAPES),
+                        help='CHANNELSxSIZE of the input, e.g. 1280x16 (default: '
+                        f"{' '.join(f'{c}x{s}' for c, s in DEFAULT_SHAPES)})")
     parser.add_argument('--tolerance', type=float, default=1e-3,
                         help='largest relative gradient difference that passes')
     return parser.parse_args(argv)
