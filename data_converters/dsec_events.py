@@ -5,7 +5,9 @@ Example (MADM's "edge form" test frames)::
     python data_converters/dsec_events.py data/DSEC_raw/test data/DSEC/69mask_test_edges \\
         --semantic-root data/DSEC_semantic/test --sequences zurich_city_13_a
 
-Resumable: existing PNGs are skipped, and every PNG is written atomically.
+Without --sequences, every recording that has DSEC-Semantic timestamps is converted and the
+unlabelled ones are skipped (logged). Resumable: existing PNGs are skipped, and every PNG is
+written atomically.
 """
 import argparse
 
@@ -19,11 +21,19 @@ from madm.datasets.conversion.event_representations import REPRESENTATIONS
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('events_root', help='folder of <sequence>/events/left/{events,rectify_map}.h5')
-    parser.add_argument('out_root', help='output folder; frames go to <out_root>/<sequence>/<i:06d>.png')
-    parser.add_argument('--semantic-root', help='folder of <sequence>/<sequence>_semantic_timestamps.txt '
-                        '(DSEC-Semantic split folder); defaults to events_root')
-    parser.add_argument('--sequences', nargs='+', help='only these sequences (default: all)')
+    parser.add_argument('events_root',
+                        help='folder of <sequence>/events/left/{events,rectify_map}.h5')
+    parser.add_argument('out_root',
+                        help='output folder; frames go to <out_root>/<sequence>/<i:06d>.png')
+    parser.add_argument('--semantic-root',
+                        help='folder of <sequence>/<sequence>_semantic_timestamps.txt '
+                        '(DSEC-Semantic split folder); defaults to events_root. Where '
+                        '<sequence>/11classes/ (or 19classes/, semantic/...) is there too, '
+                        'its PNG count must equal the number of timestamps')
+    parser.add_argument('--sequences', nargs='+',
+                        help='only these sequences; each needs semantic timestamps (default: '
+                        'every sequence that has them; the unlabelled ones, e.g. 33 of the 41 '
+                        'DSEC train recordings, are skipped and logged)')
     parser.add_argument('--representation', choices=REPRESENTATIONS, default='edge',
                         help="'edge' = MADM's signed gray frames (default)")
     parser.add_argument('--backend', choices=('numpy', 'tonic'), default='numpy',

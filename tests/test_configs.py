@@ -171,6 +171,13 @@ def test_madm_task_settings_match_method_md(built, task):
     assert [t.scale for t in cfg.source_pipeline if t.type == 'Resize'] == [(1024, 512)]
     assert cfg.test_pipeline == cfg.test_pipeline_reference
     assert [t for t in cfg.test_pipeline if t.type == 'ReferenceEvalResize'][0].scale == (512, 512)
+    # PIL resizes everywhere, as the reference's dataset (method.md §7, §8.4).
+    resizes = [t for pipeline in (cfg.source_pipeline, cfg.target_pipeline, cfg.test_pipeline,
+                                  cfg.test_pipeline_native)
+               for t in pipeline if t.type in ('Resize', 'ReferenceEvalResize')]
+    # mmcv's Resize defaults to OpenCV, ReferenceEvalResize to PIL.
+    assert len(resizes) == 4 and all(
+        t.get('backend', 'cv2' if t.type == 'Resize' else 'pillow') == 'pillow' for t in resizes)
     rcs = cfg.train_dataloader.dataset.rare_class_sampling
     assert (rcs.class_temp, rcs.min_pixels, rcs.min_crop_pixels) == (0.01, 3000, 1500)
 

@@ -6,9 +6,10 @@
 Compares each parameter's gradient of ``madm.utils.inductor_check.TapThenUpsample``, compiled
 and eager, in fp32, at each channels x size. The defaults are the tiny preset's tapped
 transformer at 64x64 images (64 channels, 4x4) and SD-1.4's two upsampled taps at 512x512
-(1280 channels at 16x16, 640 at 32x32). With PyTorch 2.13, inductor on a CPU got the first
+(1280 channels at 16x16, 640 at 32x32). With PyTorch 2.13.0, inductor on a CPU got the first
 two 95-100 % wrong and the third right: the fault depends on the shapes, so a shape that
-passes proves little about another. Where it shows, compile the UNet by block
+passes proves little about another. On the same CPU, 2.14.1 got all three right, and 2.12.1
+the first two (the third was not run). Where it shows, compile the UNet by block
 (``madm.utils.compile_modules.UNET_BLOCK_MODULES``, the default of ``CompileModulesHook`` and
 ``tools/benchmark.py --compile``), not as one graph (``--compile-unet-whole``). Exits with
 status 1 when a difference exceeds the tolerance.

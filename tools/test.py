@@ -3,7 +3,9 @@
     python tools/test.py CONFIG CKPT [--out results.json|results.csv] [--show-dir DIR]
 
 Arguments follow MMSegmentation's ``tools/test.py``, except that ``--out`` writes the
-results table (JSON or CSV, by extension); raw predictions go to ``--pred-dir``.
+results table (JSON or CSV, by extension); raw predictions go to ``--pred-dir``, each named
+by its image's path below the dataset's ``data_root``. ``--show``/``--show-dir`` draw on the
+image as the model scored it (``ScoredSegVisualizationHook``).
 """
 import argparse
 import os
@@ -13,7 +15,8 @@ import madm  # noqa: F401  isort: skip
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from madm.evaluation import format_markdown_table, write_results_table
+from madm.evaluation import (check_results_table_path, format_markdown_table,
+                             write_results_table)
 from madm.utils.distributed import close_distributed, setup_cpu_distributed
 
 
@@ -23,7 +26,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='the dir to save logs and metrics')
     parser.add_argument('--out', help='write the results table here (.json or .csv)')
-    parser.add_argument('--pred-dir', help='save raw predictions here for offline evaluation')
+    parser.add_argument(
+        '--pred-dir',
+        help='save each prediction here as a PNG of class indices, at the path of its image '
+             'below the dataset\'s data_root (DSEC: DIR/69mask_test_edges/<seq>/000001.png); '
+             'with the reference protocol (ReferenceEvalResize) the masks are at the scored '
+             '512x512, not at the image\'s size')
     parser.add_argument('--show', action='store_true', help='show prediction results')
     parser.add_argument('--show-dir', help='save painted predictions here')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
@@ -35,15 +43,21 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--tta', action='store_true', help='test time augmentation')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
+    if args.out is not None:
+        try:
+            check_results_table_path(args.out)
+        except ValueError as err:  # now, not after the whole test set has run
+            parser.error(f'--out: {err}')
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
 
 
 def trigger_visualization_hook(cfg: Config, args: argparse.Namespace) -> Config:
+    """Turn on the config's visualization hook (madm's ``ScoredSegVisualizationHook``)."""
     if 'visualization' not in cfg.default_hooks:
         raise RuntimeError("--show/--show-dir need default_hooks.visualization="
-                           "dict(type='SegVisualizationHook') in the config")
+                           "dict(type='ScoredSegVisualizationHook') in the config")
     hook = cfg.default_hooks['visualization']
     hook['draw'] = True
     if args.show:
@@ -51,6 +65,20 @@ def trigger_visualization_hook(cfg: Config, args: argparse.Namespace) -> Config:
         hook['wait_time'] = args.wait_time
     if args.show_dir:
         cfg.visualizer['save_dir'] = args.show_dir
+    return cfg
+
+
+def use_tta(cfg: Config) -> Config:
+    """Swap in the config's ``tta_pipeline`` and ``tta_model``; exit if it has none."""
+    missing = [key for key in ('tta_pipeline', 'tta_model') if key not in cfg]
+    if missing:
+        # Checked before the runner is built, instead of an AttributeError from the config.
+        raise SystemExit(f'--tta needs the config to define tta_pipeline and tta_model '
+                         f'(missing: {", ".join(missing)}); see mmseg\'s '
+                         f'configs/_base_/datasets/*.py for examples')
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    cfg.tta_model.module = cfg.model
+    cfg.model = cfg.tta_model
     return cfg
 
 
@@ -69,12 +97,12 @@ def main() -> None:
     if args.show or args.show_dir:
         cfg = trigger_visualization_hook(cfg, args)
     if args.tta:
-        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-        cfg.tta_model.module = cfg.model
-        cfg.model = cfg.tta_model
+        cfg = use_tta(cfg)
     if args.pred_dir is not None:
         cfg.test_evaluator['output_dir'] = args.pred_dir
         cfg.test_evaluator['keep_results'] = True
+        # ClassIoUMetric names each mask by its image's path below data_root.
+        cfg.test_evaluator['data_root'] = cfg.test_dataloader.dataset.get('data_root')
 
     setup_cpu_distributed(cfg)
     runner = Runner.from_cfg(cfg)

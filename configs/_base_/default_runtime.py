@@ -20,7 +20,9 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=1000, max_keep_ckpts=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='SegVisualizationHook'))
+    # mmseg's SegVisualizationHook, but drawn on the image as scored (e.g. squashed to
+    # 512x512 by ReferenceEvalResize); tools/test.py --show/--show-dir turn it on.
+    visualization=dict(type='ScoredSegVisualizationHook'))
 # Checkpoints load under torch's weights_only=True, resume restores the RNG streams, and the
 # parameter schedulers' per-group state resumes across MergedParamGroupsOptimWrapperConstructor.
 custom_hooks = [

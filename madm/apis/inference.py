@@ -148,7 +148,7 @@ def inference_pipeline(test_pipeline: Sequence[dict],
             continue
         if step.get('type') == 'ReferenceEvalResize':
             step = dict(type='Resize', scale=tuple(step.get('scale', (512, 512))),
-                        keep_ratio=False)
+                        keep_ratio=False, backend=step.get('backend', 'pillow'))
         rest.append(step)
     return loader, rest
 

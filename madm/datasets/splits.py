@@ -35,8 +35,10 @@ _DELIVER_HOW = ('Download DELIVER (https://github.com/jamycheung/DELIVER) and un
                 '`python data_converters/deliver.py <root>` writes converted labels and '
                 'encodings (semantic_11/, depth_<encoding>/).')
 _FMB_HOW = ('Download FMB (https://github.com/JinyuanLiu-CV/SegMiF) and unpack it so that '
-            '<root>/<split>/{Infrared,Label}/NNNNN.png exist; `python data_converters/fmb.py '
-            '<root>` writes converted labels (Label9/) and encodings.')
+            '<root>/<split>/{Infrared,Label}/NNNNN.png exist (or use the flattened '
+            '<root>/{Infrared,Label}/NNNNN.png with a <root>/<split>.txt of file stems, one a '
+            'line); `python data_converters/fmb.py <root>` writes converted labels (Label9/) '
+            'and encodings.')
 _DSEC_HOW = ("Download MADM's event frames (69mask_{train,test}_edges, linked from the MADM "
              'README) and test_semantic_labels (DSEC-Semantic 11classes), or render frames from '
              'DSEC events.h5 with the dsec_events converter.')
@@ -48,14 +50,21 @@ def reference_sort_key(rel_path: str) -> str:
 
 
 def _list_files(directory: str, suffix: str) -> list[str]:
-    """Names of the files in ``directory`` ending with ``suffix`` (not recursive)."""
+    """Names of the files in ``directory`` ending with ``suffix`` (not recursive).
+
+    Hidden names are skipped: a converter killed mid-write leaves ``.tmp-XXXX.png``
+    files (:mod:`madm.utils.atomic_io`), and macOS archives leave ``._name.png``
+    resource forks; neither is a sample.
+    """
     with os.scandir(directory) as it:
-        return [e.name for e in it if e.is_file() and e.name.endswith(suffix)]
+        return [e.name for e in it
+                if not e.name.startswith('.') and e.is_file() and e.name.endswith(suffix)]
 
 
 def _list_dirs(directory: str) -> list[str]:
+    """Sorted names of the non-hidden sub-folders of ``directory``."""
     with os.scandir(directory) as it:
-        return sorted(e.name for e in it if e.is_dir())
+        return sorted(e.name for e in it if not e.name.startswith('.') and e.is_dir())
 
 
 def _require_labels(root: str, entries: list[SplitEntry], what: str, how: str) -> None:
@@ -165,22 +174,30 @@ def fmb_split(root: str, split: Literal['train', 'test'] = 'test', img_dir: str 
     """
     require_dir(root, 'FMB root', _FMB_HOW)
     nested = osp.join(root, split, img_dir)
+    flat = osp.join(root, img_dir)
     list_file = osp.join(root, f'{split}.txt')
     if osp.isdir(nested):
         prefix = f'{split}/'
         names = _list_files(nested, '.png')
-    elif osp.isdir(osp.join(root, img_dir)) and osp.isfile(list_file):
+    elif osp.isdir(flat) and osp.isfile(list_file):
         prefix = ''
         with open(list_file, encoding='utf-8') as f:
             stems = [osp.splitext(line.strip())[0] for line in f if line.strip()]
+        if not stems:
+            raise MissingDataError(f'FMB {split} split is empty: {list_file!r} lists no file '
+                                   f'stems (flattened layout, images in {flat!r}). {_FMB_HOW}')
         names = [f'{s}.png' for s in stems]
-        missing = [n for n in names if not osp.isfile(osp.join(root, img_dir, n))]
+        missing = [n for n in names if not osp.isfile(osp.join(flat, n))]
         if missing:
             raise MissingDataError(f'FMB {split}.txt lists {len(missing)} images missing from '
-                                   f'{osp.join(root, img_dir)!r}, e.g. {missing[0]}. {_FMB_HOW}')
+                                   f'{flat!r}, e.g. {missing[0]}. {_FMB_HOW}')
     else:
-        raise MissingDataError(f'FMB {split} split not found: neither {nested!r} nor '
-                               f'{img_dir}/ + {split}.txt exist below {root!r}. {_FMB_HOW}')
+        found = {True: 'found', False: 'missing'}
+        raise MissingDataError(
+            f'FMB {split} split not found below {root!r}: the original layout needs the folder '
+            f'{nested!r} (missing); the flattened layout needs the folder {flat!r} '
+            f'({found[osp.isdir(flat)]}) and the list {list_file!r} '
+            f'({found[osp.isfile(list_file)]}). {_FMB_HOW}')
     entries = [(f'{prefix}{img_dir}/{n}',
                 f'{prefix}{label_dir}/{n}' if label_dir is not None else None) for n in names]
     entries.sort(key=lambda e: reference_sort_key(e[0]))

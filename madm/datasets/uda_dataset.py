@@ -71,14 +71,12 @@ class UDADataset:
     consumes.
 
     Pairing: the target sample is ``target[i mod N_tgt]``. The source sample is
-    drawn by rare-class sampling (RCS) when enabled, else it is
-    ``source[i mod N_src]``. The length is ``max(N_src, N_tgt)`` unless
-    ``length`` is given. The reference uses a virtual length of N_src·N_tgt
-    with an infinite shuffling sampler (method.md §7, "data loader"); with
-    ``InfiniteSampler`` only the length of one shuffle cycle changes, and the
-    shorter default keeps the sampler's permutation small. With RCS on (MADM's
-    setting) the source is random anyway; with RCS off, each target index is
-    always paired with the same source index.
+    drawn at random: by rare-class sampling (RCS) when enabled, else uniformly.
+    The length is N_tgt unless ``length`` is given, so that one cycle of a
+    shuffling sampler draws every target image once. The reference's virtual
+    length is N_src·N_tgt with target ``i mod N_tgt`` (method.md §7, "data
+    loader"): the same distributions, but a permutation of 12 M indices for DSEC
+    in the sampler (as Python ints, about 0.4 GB per cycle).
 
     Rare-class sampling (DAFormer, MADM ``cross_modality_dataset.py:87-109,
     242-318``, method.md §7): draw a class ``c`` from
@@ -113,8 +111,7 @@ class UDADataset:
             packed labels use the statistics' ids; a mapping name from
             :data:`madm.datasets.class_maps.LABEL_MAPPINGS` or a
             ``{stats id: label id}`` dict). Defaults to None.
-        length (int | None): Virtual length. Defaults to None
-            (``max(N_src, N_tgt)``).
+        length (int | None): Virtual length. Defaults to None (N_tgt).
         ignore_index (int): Ignore label. Defaults to 255.
     """
 
@@ -206,7 +203,7 @@ class UDADataset:
 
     # ------------------------------------------------------------------ sampling
     def _generator(self) -> np.random.Generator:
-        """This process/worker's RCS generator, (re)created when torch is re-seeded."""
+        """This process/worker's source generator, (re)created when torch is re-seeded."""
         info = get_worker_info()
         # In a worker, torch.initial_seed() is the loader's per-worker, per-iterator seed.
         owner = (torch.initial_seed(), get_rank(), info.id + 1 if info is not None else 0)
@@ -246,11 +243,9 @@ class UDADataset:
         if self.rcs_enabled:
             src = self.rare_class_sample()
         else:
-            src = self.source[idx % len(self.source)]
+            src = self.source[int(self._generator().integers(len(self.source)))]
         tgt = self.target[idx % len(self.target)]
         return dict(source=src, target=tgt)
 
     def __len__(self) -> int:
-        if self.length is not None:
-            return self.length
-        return max(len(self.source), len(self.target))
+        return self.length if self.length is not None else len(self.target)

@@ -9,6 +9,18 @@ from collections.abc import Mapping, Sequence
 from madm.utils.atomic_io import atomic_write_json, atomic_write_text
 
 SUMMARY_KEYS = ('mIoU', 'mAcc', 'aAcc')
+RESULTS_TABLE_EXTENSIONS = ('.json', '.csv')
+
+
+def check_results_table_path(path: str) -> str:
+    """Return ``path`` if :func:`write_results_table` can write it, else raise ValueError.
+
+    ``tools/test.py`` calls it while parsing ``--out``, so that a wrong extension
+    fails before the test set runs, not after.
+    """
+    if osp.splitext(path)[1].lower() not in RESULTS_TABLE_EXTENSIONS:
+        raise ValueError(f'a results table must end with .json or .csv, got {path!r}')
+    return path
 
 
 def results_row(metrics: Mapping[str, float], class_names: Sequence[str]) -> dict[str, float]:
@@ -41,6 +53,7 @@ def format_markdown_table(metrics: Mapping[str, float] | Mapping[str, Mapping[st
 def write_results_table(metrics: Mapping[str, float], class_names: Sequence[str],
                         path: str) -> None:
     """Write one result as JSON (``.json``) or a one-row CSV (``.csv``), atomically."""
+    check_results_table_path(path)
     row = results_row(metrics, class_names)
     ext = osp.splitext(path)[1].lower()
     if ext == '.json':
@@ -48,10 +61,8 @@ def write_results_table(metrics: Mapping[str, float], class_names: Sequence[str]
                                  'IoU': {c: row[c] for c in class_names},
                                  **{k: row[k] for k in SUMMARY_KEYS},
                                  'metrics': {k: float(v) for k, v in metrics.items()}})
-    elif ext == '.csv':
+    else:  # '.csv'
         lines: list[list[str]] = [list(row), [f'{v:.2f}' for v in row.values()]]
         buf = io.StringIO()
         csv.writer(buf).writerows(lines)
         atomic_write_text(path, buf.getvalue())
-    else:
-        raise ValueError(f'--out must end with .json or .csv, got {path!r}')

@@ -1,45 +1,100 @@
 """Crash-safe file writes for converters: write to a temporary file, then rename.
 
-A converter interrupted half-way leaves either the old file or the complete new
-one, never a truncated file, so re-running it can skip every output that exists.
+A converter interrupted half-way, or a machine losing power, leaves either the old
+file or the complete new one under the final name, never a truncated or empty
+file, so re-running it can skip every output that exists. Outputs get the mode a
+plain ``open(path, 'w')`` would give them (``0o666`` less the umask).
 """
 import contextlib
 import json
 import os
 import os.path as osp
-import tempfile
+import secrets
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import cv2
 import numpy as np
 
+#: Prefix of the temporary files; the leading dot hides them from the split listings
+#: (madm.datasets.splits) should a killed process leave one behind.
+TMP_PREFIX = '.tmp-'
+
+
+def _create_temp(directory: str, suffix: str) -> tuple[int, str]:
+    """Create a new, empty ``.tmp-<hex><suffix>`` in ``directory``; return its fd and path.
+
+    Not ``tempfile.mkstemp``: it creates the file ``0o600`` and ``os.replace`` keeps that
+    mode. ``0o666`` here lets the umask decide, as for any file, without touching the
+    process-wide umask (converters write from a thread).
+    """
+    flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, 'O_BINARY', 0)
+    for _ in range(100):
+        tmp = osp.join(directory, f'{TMP_PREFIX}{secrets.token_hex(8)}{suffix}')
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f'Could not create a temporary file in {directory!r}: 100 random '
+                          f'{TMP_PREFIX}*{suffix} names were all taken.')
+
+
+def _fsync_dir(directory: str) -> None:
+    """Make a rename in ``directory`` durable; skipped where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # Windows: no directory handles through os.open
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems (and Windows) refuse fsync on a directory
+        pass
+    finally:
+        os.close(fd)
+
 
 @contextlib.contextmanager
-def atomic_path(path: str) -> Iterator[str]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` on success.
+def _atomic_temp(path: str) -> Iterator[tuple[int, str]]:
+    """Yield ``(fd, tmp)``, a new file beside ``path``; make it ``path`` on success.
 
-    The temporary file keeps ``path``'s extension so that writers which pick the
-    format from the suffix (OpenCV, h5py, numpy) work. On any exception the
-    temporary file is removed and ``path`` is left untouched.
+    On success the data are flushed to disk (``fsync``) *before* the rename: without it a
+    power loss can leave the new name pointing at an empty file, which a resumed run
+    would skip as done. The directory is synced after the rename.
     """
     directory = osp.dirname(osp.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    suffix = osp.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix=suffix, dir=directory)
-    os.close(fd)
+    fd, tmp = _create_temp(directory, osp.splitext(path)[1])
     try:
-        yield tmp
+        try:
+            yield fd, tmp
+            os.fsync(fd)  # per file, not per descriptor: covers writes made through ``tmp``
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+    _fsync_dir(directory)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` on success.
+
+    The temporary file (``.tmp-<hex><ext>``, already created and empty) keeps ``path``'s
+    extension so that writers which pick the format from the suffix (OpenCV, h5py, numpy)
+    work; they must write to it in place (truncate, not delete and re-create). Its data
+    reach the disk before the rename. On any exception the temporary file is removed and
+    ``path`` is left untouched.
+    """
+    with _atomic_temp(path) as (_, tmp):
+        yield tmp
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
-    with atomic_path(path) as tmp, open(tmp, 'wb') as f:
+    with _atomic_temp(path) as (fd, _), open(fd, 'wb', closefd=False) as f:
         f.write(data)
 
 

@@ -21,7 +21,7 @@ def test_inference_pipeline_of_a_madm_config_drops_labels_and_keeps_input_size()
     loader, rest = inference_pipeline(cfg.test_pipeline, from_array=False)
     assert loader == dict(type='LoadModalityImage', max_height=440)
     # ReferenceEvalResize would make ori_shape 512x512; Resize keeps the input's size.
-    assert rest == [dict(type='Resize', scale=(512, 512), keep_ratio=False),
+    assert rest == [dict(type='Resize', scale=(512, 512), keep_ratio=False, backend='pillow'),
                     dict(type='PackSegInputs')]
     loader, rest_array = inference_pipeline(cfg.test_pipeline, from_array=True)
     assert loader == dict(type='LoadImageFromNDArray') and rest_array == rest

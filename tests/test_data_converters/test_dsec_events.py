@@ -335,3 +335,74 @@ def test_read_into_decodes_the_same_events_into_caller_buffers(tmp_path):
         with pytest.raises(ValueError, match='do not fit'):
             reader.read_into(ts[0], ts[1], {key: np.zeros(3, FIELD_DTYPES[key]) for key in 'xp'},
                              'xp')
+
+
+def _events_only(root, name, n=200):
+    """A sequence with events and rectify map but no semantic timestamps (unlabelled)."""
+    rng = np.random.default_rng(1)
+    t = np.sort(rng.integers(T_OFFSET, T_OFFSET + 300_000, n))
+    ev_dir = osp.join(root, name, 'events', 'left')
+    write_events_h5(osp.join(ev_dir, 'events.h5'), rng.integers(0, 640, n),
+                    rng.integers(0, 480, n), t, rng.integers(0, 2, n), T_OFFSET)
+    write_rectify_map(osp.join(ev_dir, 'rectify_map.h5'), identity_rectify_map(480, 640))
+
+
+def test_without_sequences_only_labelled_recordings_are_converted(tmp_path, monkeypatch):
+    # DSEC train: 41 recordings, 8 with DSEC-Semantic labels (timestamps)
+    root = str(tmp_path / 'train')
+    _events_only(root, 'interlaken_00_c')
+    _recording(root, n=500)
+    _events_only(root, 'zurich_city_99_z')
+    logged = []
+    monkeypatch.setattr(dsec_events, 'print_log', lambda msg, **kw: logged.append(msg))
+    summary = convert_dsec_events(root, str(tmp_path / 'out'))
+    assert summary.sequences == [SEQ] and summary.written == 3
+    assert sorted(os.listdir(tmp_path / 'out')) == [SEQ]
+    skipped = [m for m in logged if 'skipping' in m]
+    assert len(skipped) == 1 and '2 of 3' in skipped[0]
+    assert 'interlaken_00_c' in skipped[0] and 'zurich_city_99_z' in skipped[0]
+    # named explicitly, a recording without timestamps is still an error
+    with pytest.raises(MissingDataError, match='interlaken_00_c_semantic_timestamps.txt'):
+        convert_dsec_events(root, str(tmp_path / 'out2'), sequences=['interlaken_00_c'])
+    # and so is a split where no recording has timestamps
+    os.remove(osp.join(root, SEQ, f'{SEQ}_semantic_timestamps.txt'))
+    with pytest.raises(MissingDataError, match='None of the 3 sequences') as exc:
+        convert_dsec_events(root, str(tmp_path / 'out3'))
+    assert 'semantic-root' in str(exc.value)
+    assert not osp.exists(tmp_path / 'out2') and not osp.exists(tmp_path / 'out3')
+
+
+def _touch_labels(label_dir, count, extra=()):
+    os.makedirs(label_dir, exist_ok=True)
+    for name in [f'{i:06d}.png' for i in range(count)] + list(extra):
+        open(osp.join(label_dir, name), 'wb').close()
+
+
+def test_label_count_must_match_the_timestamps(tmp_path):
+    events = str(tmp_path / 'events')
+    rec = _recording(events, n=500)  # 4 timestamps
+    sem = tmp_path / 'semantic'
+    stamps = sem / SEQ / f'{SEQ}_semantic_timestamps.txt'
+    stamps.parent.mkdir(parents=True)
+    np.savetxt(stamps, rec['timestamps'], fmt='%d')
+    labels = sem / SEQ / '11classes'
+    _touch_labels(labels, 3, extra=['.tmp-ab12.png', '._000003.png'])  # hidden: not labels
+    out = tmp_path / 'out'
+    with pytest.raises(ValueError) as exc:
+        convert_dsec_events(events, str(out), semantic_root=str(sem))
+    msg = str(exc.value)
+    assert '4 timestamps' in msg and '3 label PNGs' in msg
+    assert str(stamps) in msg and str(labels) in msg
+    assert not out.exists()  # checked before anything is converted
+    # the ESS layout: semantic/timestamps.txt and semantic/11classes/data/, counts agree
+    ess = tmp_path / 'ess'
+    (ess / SEQ / 'semantic').mkdir(parents=True)
+    np.savetxt(ess / SEQ / 'semantic' / 'timestamps.txt', rec['timestamps'], fmt='%d')
+    _touch_labels(ess / SEQ / 'semantic' / '11classes' / 'data', 4)
+    assert dsec_events.find_semantic_label_dirs(str(ess), SEQ) == \
+        [str(ess / SEQ / 'semantic' / '11classes' / 'data')]
+    assert convert_dsec_events(events, str(out), semantic_root=str(ess)).written == 3
+    _touch_labels(ess / SEQ / 'semantic' / 'left' / '19classes', 5)
+    with pytest.raises(ValueError, match='5 label PNGs'):
+        convert_dsec_events(events, str(tmp_path / 'out_19'), semantic_root=str(ess),
+                            sequences=[SEQ])

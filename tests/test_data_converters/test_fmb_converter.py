@@ -47,6 +47,16 @@ def test_resume_and_atomic(root):
     assert not [n for _, _, names in os.walk(root) for n in names if n.startswith('.tmp-')]
 
 
+def test_hidden_files_are_not_inputs(root):
+    # A killed run's temporary and a macOS '._' file are not FMB images.
+    for name in ('.tmp-0123abcd.png', '._00001.png'):
+        with open(f'{root}/train/Label/{name}', 'wb') as f:
+            f.write(b'not a png')
+    summary = convert_fmb(root, show_progress=False)
+    assert summary.written == 2
+    assert sorted(os.listdir(f'{root}/train/Label9')) == ['00001.png']
+
+
 def test_out_of_range_and_corrupted(root):
     _save(f'{root}/test/Label/00044.png', np.array([[3, 15, 200]], np.uint8))
     with open(f'{root}/train/Label/00001.png', 'r+b') as f:

@@ -12,6 +12,7 @@ import pytest
 
 from madm.datasets.splits import (cityscapes_split, deliver_split, dsec_split, fmb_split,
                                   reference_sort_key)
+from madm.utils.paths import MissingDataError
 
 REF_DIR = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), '..', 'shared',
                    'reference', 'madm_splits')
@@ -89,3 +90,33 @@ def test_dsec_frame_rule_matches_reference(tmp_path):
     entries = dsec_split(str(tmp_path), 'test')
     assert [e[0] for e in entries] == test['second_modality']
     assert [e[1] for e in entries] == test['label']
+
+
+def test_hidden_files_and_folders_are_not_samples(fmb_root, dsec_root):
+    # a converter killed mid-write leaves .tmp-*.png; macOS unzips leave ._name.png
+    _touch(fmb_root, ['train/Infrared/.tmp-abc.png', 'train/Infrared/._00001.png',
+                      'train/Label/.tmp-abc.png'])
+    assert [e[0] for e in fmb_split(fmb_root, 'train')] == \
+        ['train/Infrared/00001.png', 'train/Infrared/00002.png']
+    _touch(dsec_root, ['69mask_test_edges/zurich_city_13_a/.tmp-1f2e.png',
+                       '69mask_test_edges/.ipynb_checkpoints/000002.png'])
+    assert [e[0] for e in dsec_split(dsec_root, 'test', label_dir=None)] == \
+        [f'69mask_test_edges/zurich_city_13_a/{i:06d}.png' for i in (1, 2, 3)]
+
+
+def test_fmb_errors_describe_both_layouts(tmp_path):
+    root = str(tmp_path)
+    _touch(root, ['Infrared/00001.png', 'Label/00001.png'])
+    with pytest.raises(MissingDataError) as exc:
+        fmb_split(root, 'train')
+    msg = str(exc.value)
+    assert osp.join(root, 'train', 'Infrared') in msg and '(missing)' in msg
+    assert f"{osp.join(root, 'Infrared')!r} (found)" in msg
+    assert f"{osp.join(root, 'train.txt')!r} (missing)" in msg
+    (tmp_path / 'train.txt').write_text('\n\n')
+    with pytest.raises(MissingDataError, match='lists no file stems') as exc:
+        fmb_split(root, 'train')
+    assert osp.join(root, 'train.txt') in str(exc.value)
+    assert osp.join(root, 'train', 'Infrared') not in str(exc.value)  # not used by this layout
+    (tmp_path / 'train.txt').write_text('00001\n')
+    assert fmb_split(root, 'train') == [('Infrared/00001.png', 'Label/00001.png')]

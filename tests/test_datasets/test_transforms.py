@@ -109,6 +109,26 @@ def test_reference_resize_scores_at_resized_shape():
     assert out['gt_seg_map'][0].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
+def test_reference_resize_is_pils_by_default():
+    from PIL import Image
+    # Thin diagonal strokes, as in an event edge frame: PIL's shrinking bilinear filter
+    # averages over more pixels than OpenCV's.
+    img = np.zeros((440, 640, 3), np.uint8)
+    for k in range(0, 640, 9):
+        rows = np.arange(440)
+        img[rows, (rows + k) % 640] = 255
+    label = (np.arange(440 * 640) % 11).reshape(440, 640).astype(np.uint8)
+    out = ReferenceEvalResize()(dict(img=img.copy(), gt_seg_map=label.copy()))
+    want_img = np.asarray(Image.fromarray(img).resize((512, 512), Image.BILINEAR))
+    want_label = np.asarray(Image.fromarray(label).resize((512, 512), Image.NEAREST))
+    np.testing.assert_array_equal(out['img'], want_img)
+    np.testing.assert_array_equal(out['gt_seg_map'], want_label)
+    cv2_out = ReferenceEvalResize(backend='cv2')(dict(img=img.copy(), gt_seg_map=label.copy()))
+    assert np.abs(cv2_out['img'].astype(int) - want_img).mean() > 1
+    with pytest.raises(ValueError, match='backend'):
+        ReferenceEvalResize(backend='skimage')
+
+
 def test_mmseg_resize_also_resizes_loaded_labels(tmp_path):
     from mmengine.registry import init_default_scope
     init_default_scope('mmseg')

@@ -104,13 +104,18 @@ def test_rcs_class_probabilities_by_hand():
 
 def test_pairing_length_and_metainfo(data_root):
     ds = DATASETS.build(dict(type='UDADataset', source=_source(data_root), target=_target_cfg(data_root)))
-    assert len(ds) == 3  # max(3 source, 2 target)
+    # One cycle of a shuffling sampler draws each target once; max(3 source, 2 target)
+    # drew target 0 twice and target 1 once.
+    assert len(ds) == 2
     assert ds.metainfo['classes'] == META['classes']
-    item = ds[2]
+    item = ds[3]
     assert set(item) == {'source', 'target'}
-    assert osp.basename(item['source']['data_samples'].img_path) == 'ones_leftImg8bit.png'  # sorted: half, left0, ones
-    assert osp.basename(item['target']['data_samples'].img_path) == '0.png'  # 2 mod 2
+    assert osp.basename(item['target']['data_samples'].img_path) == '1.png'  # 3 mod 2
     assert 'gt_sem_seg' in item['source']['data_samples']
+    # Without RCS the source is drawn uniformly: every source image turns up.
+    sources = [osp.basename(ds[0]['source']['data_samples'].img_path) for _ in range(60)]
+    assert {s: sources.count(s) > 5 for s in set(sources)} == {
+        'half_leftImg8bit.png': True, 'left0_leftImg8bit.png': True, 'ones_leftImg8bit.png': True}
     assert 'gt_sem_seg' not in item['target']['data_samples']
     assert len(UDADataset(_source(data_root), _target_cfg(data_root), length=10)) == 10
 
@@ -130,6 +135,7 @@ def test_missing_stats_name_the_converter(data_root, tmp_path):
 def test_rcs_picks_the_rare_class_and_recrops(data_root):
     crop = HalfCrop()
     ds = UDADataset(_source(data_root, crop), _target_cfg(data_root), rare_class_sampling=_rcs())
+    assert len(ds) == 2  # the target's size: RCS draws the source
     # class 2 holds 1/6 of the pixels: with T=0.01 it is drawn with p ~ 1 - 1e-7, and only
     # 'half' has > 100 of its pixels. The first (left) crop has none, the second has 128.
     item = ds[0]

@@ -10,10 +10,11 @@ deliver_root = data_root + '/DELIVER'
 task = 'depth'
 crop_size = (512, 512)
 
+# Resizes use PIL (bilinear images, nearest labels), as the reference's dataset does.
 source_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
-    dict(type='Resize', scale=(1024, 512), keep_ratio=False),
+    dict(type='Resize', scale=(1024, 512), keep_ratio=False, backend='pillow'),
     dict(type='RandomCrop', crop_size=crop_size),
     dict(type='RandomFlip', prob=0.5),
     dict(type='MapLabels'),  # 19 Cityscapes trainIds -> the task's classes (merged, not dropped)
@@ -21,7 +22,8 @@ source_pipeline = [
 ]
 target_pipeline = [
     dict(type='LoadModalityImage'),
-    dict(type='Resize', scale=(712, 712), keep_ratio=False),  # reference: 1042x1042 -> 712x712
+    # reference: 1042x1042 -> 712x712
+    dict(type='Resize', scale=(712, 712), keep_ratio=False, backend='pillow'),
     dict(type='RandomCrop', crop_size=crop_size),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs'),
@@ -37,7 +39,7 @@ test_pipeline_reference = [
 # Native protocol: the model sees 512x512, predictions are scored at 1042x1042.
 test_pipeline_native = [
     dict(type='LoadModalityImage'),
-    dict(type='Resize', scale=(512, 512), keep_ratio=False),
+    dict(type='Resize', scale=(512, 512), keep_ratio=False, backend='pillow'),
     dict(type='LoadLabelMap', channel='red'),  # class id + 1 in the red channel
     dict(type='MapLabels'),
     dict(type='PackSegInputs'),

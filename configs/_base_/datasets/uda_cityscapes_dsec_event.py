@@ -10,10 +10,11 @@ dsec_root = data_root + '/DSEC'
 task = 'event'
 crop_size = (512, 512)
 
+# Resizes use PIL (bilinear images, nearest labels), as the reference's dataset does.
 source_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
-    dict(type='Resize', scale=(1024, 512), keep_ratio=False),
+    dict(type='Resize', scale=(1024, 512), keep_ratio=False, backend='pillow'),
     dict(type='RandomCrop', crop_size=crop_size),
     dict(type='RandomFlip', prob=0.5),
     dict(type='MapLabels'),  # 19 Cityscapes trainIds -> the task's classes (merged, not dropped)
@@ -21,7 +22,8 @@ source_pipeline = [
 ]
 target_pipeline = [
     dict(type='LoadModalityImage', max_height=440),
-    dict(type='Resize', scale=(768, 512), keep_ratio=False),  # reference: 640x440 -> 768x512
+    # reference: 640x440 -> 768x512
+    dict(type='Resize', scale=(768, 512), keep_ratio=False, backend='pillow'),
     dict(type='RandomCrop', crop_size=crop_size),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs'),
@@ -37,7 +39,7 @@ test_pipeline_reference = [
 # Native protocol: the model sees 512x512, predictions are scored at 640x440.
 test_pipeline_native = [
     dict(type='LoadModalityImage', max_height=440),
-    dict(type='Resize', scale=(512, 512), keep_ratio=False),
+    dict(type='Resize', scale=(512, 512), keep_ratio=False, backend='pillow'),
     dict(type='LoadLabelMap'),
     dict(type='MapLabels'),
     dict(type='PackSegInputs'),

@@ -24,6 +24,5 @@ val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(
     logger=dict(interval=20),  # every 20 iterations, with mmengine's ETA
-    checkpoint=dict(interval=max_iters, max_keep_ckpts=1),
-    visualization=dict(type='SegVisualizationHook'))
+    checkpoint=dict(interval=max_iters, max_keep_ckpts=1))
 randomness = dict(seed=0)  # tools/benchmark_synthetic.py overrides it per seed

@@ -54,8 +54,10 @@ _HOW = ('Download gtFine_trainvaltest.zip from https://www.cityscapes-dataset.co
 def _walk(directory: str, suffix: str) -> list[str]:
     """Sorted paths below ``directory`` (recursive) whose name ends with ``suffix``."""
     found = []
-    for dirpath, _, names in os.walk(directory):
-        found.extend(osp.join(dirpath, n) for n in names if n.endswith(suffix))
+    for dirpath, dirnames, names in os.walk(directory):
+        # Hidden names: a killed converter's temporaries, macOS's '._' unzip leftovers.
+        dirnames[:] = [d for d in dirnames if d[0] != '.']
+        found.extend(osp.join(dirpath, n) for n in names if n.endswith(suffix) and n[0] != '.')
     return sorted(found)
 
 

@@ -44,9 +44,10 @@ def _files(root: str, kind: str, suffix: str, conditions: Sequence[str],
                 continue
             for scene in sorted(os.listdir(split_dir)):
                 scene_dir = osp.join(split_dir, scene)
-                if osp.isdir(scene_dir):
-                    rels.extend(f'{cond}/{split}/{scene}/{n}'
-                                for n in sorted(os.listdir(scene_dir)) if n.endswith(suffix))
+                # Hidden names: a killed converter's temporaries, macOS's '._' leftovers.
+                if osp.isdir(scene_dir) and scene[0] != '.':
+                    rels.extend(f'{cond}/{split}/{scene}/{n}' for n in sorted(os.listdir(scene_dir))
+                                if n.endswith(suffix) and n[0] != '.')
     return rels
 
 

@@ -6,12 +6,15 @@ Reads the official DSEC layout (data-formats.md §1.3–§1.5)::
     <events_root>/<sequence>/events/left/rectify_map.h5
     <semantic_root>/<sequence>/<sequence>_semantic_timestamps.txt
         (or <sequence>/timestamps.txt, <sequence>/semantic/timestamps.txt)
+    <semantic_root>/<sequence>/11classes/000000.png ...   # optional; count checked
 
-and writes, for every label index ``i >= 1``, the events of ``[ts[i-1], ts[i])``
-(the 50 ms before label ``i``), rectified with ``rectify_map`` (sub-pixel,
-events mapped outside the sensor dropped), rendered by
-:mod:`.event_representations` and cut to the 640x440 label frame (rows
-``[0, 440)``)::
+Only DSEC-Semantic's labelled recordings have timestamps (8 of the 41 train
+sequences): without an explicit sequence list the others are skipped and logged. Where
+the label PNGs are unpacked beside the timestamps, their number must equal the number
+of timestamps (ESS asserts the same). It then writes, for every label index ``i >= 1``,
+the events of ``[ts[i-1], ts[i])`` (the 50 ms before label ``i``), rectified with
+``rectify_map`` (sub-pixel, events mapped outside the sensor dropped), rendered by
+:mod:`.event_representations` and cut to the 640x440 label frame (rows ``[0, 440)``)::
 
     <out_root>/<sequence>/<i:06d>.png
 
@@ -266,6 +269,14 @@ def load_rectify_map(path: str) -> np.ndarray:
     return rectify_map
 
 
+def _timestamps_candidates(semantic_root: str, sequence: str) -> list[str]:
+    """Where DSEC-Semantic unpacks keep a sequence's label timestamps (data-formats.md §1.3)."""
+    seq_dir = osp.join(semantic_root, sequence)
+    return [osp.join(seq_dir, f'{sequence}_semantic_timestamps.txt'),
+            osp.join(seq_dir, 'semantic', 'timestamps.txt'),
+            osp.join(seq_dir, 'timestamps.txt')]
+
+
 def find_semantic_timestamps(semantic_root: str, sequence: str) -> str:
     """Locate a sequence's semantic-label timestamps file (data-formats.md §1.3).
 
@@ -275,16 +286,76 @@ def find_semantic_timestamps(semantic_root: str, sequence: str) -> str:
 
     Returns:
         str: Path of the first existing candidate.
+
+    Raises:
+        MissingDataError: If there is none (names every path looked at).
     """
-    seq_dir = osp.join(semantic_root, sequence)
-    candidates = [osp.join(seq_dir, f'{sequence}_semantic_timestamps.txt'),
-                  osp.join(seq_dir, 'semantic', 'timestamps.txt'),
-                  osp.join(seq_dir, 'timestamps.txt')]
+    candidates = _timestamps_candidates(semantic_root, sequence)
     for path in candidates:
         if osp.isfile(path):
             return path
     raise MissingDataError(f'No semantic timestamps file for {sequence!r}; looked for '
                            f'{", ".join(candidates)}. {_SEMANTIC_HOWTO}')
+
+
+def find_semantic_label_dirs(semantic_root: str, sequence: str) -> list[str]:
+    """Label folders of a sequence beside its timestamps (data-formats.md §1.3, loader advice).
+
+    Looks for ``11classes/`` and ``19classes/`` under ``<sequence>/``,
+    ``<sequence>/semantic/`` and ``<sequence>/semantic/left/``; a ``data/`` subfolder,
+    where present, is the one holding the PNGs (ESS layout).
+
+    Args:
+        semantic_root (str): DSEC-Semantic split folder holding ``<sequence>/``.
+        sequence (str): Sequence name.
+
+    Returns:
+        list[str]: The existing label folders; empty when the labels were not unpacked
+        there (only the timestamps are needed to render frames).
+    """
+    seq_dir = osp.join(semantic_root, sequence)
+    found = []
+    for base in (seq_dir, osp.join(seq_dir, 'semantic'), osp.join(seq_dir, 'semantic', 'left')):
+        for classes in ('11classes', '19classes'):
+            label_dir = osp.join(base, classes)
+            if osp.isdir(osp.join(label_dir, 'data')):
+                found.append(osp.join(label_dir, 'data'))
+            elif osp.isdir(label_dir):
+                found.append(label_dir)
+    return found
+
+
+def _count_pngs(directory: str) -> int:
+    """PNG files in ``directory``, hidden ones (``.tmp-*``, macOS ``._*``) left out."""
+    with os.scandir(directory) as it:
+        return sum(1 for e in it
+                   if not e.name.startswith('.') and e.name.endswith('.png') and e.is_file())
+
+
+def check_label_count(timestamps_path: str, num_timestamps: int,
+                      label_dirs: Sequence[str]) -> None:
+    """Check one timestamp per label PNG, as ESS asserts (data-formats.md §1.3).
+
+    A mismatch means the timestamps and labels come from different unpacks or
+    sequences, so frame ``i`` would not be the input of label ``i``.
+
+    Args:
+        timestamps_path (str): The timestamps file (for the message).
+        num_timestamps (int): Its number of timestamps.
+        label_dirs (Sequence[str]): Label folders (:func:`find_semantic_label_dirs`).
+
+    Raises:
+        ValueError: On the first folder whose PNG count differs, naming both counts and
+            both paths.
+    """
+    for label_dir in label_dirs:
+        num_labels = _count_pngs(label_dir)
+        if num_labels != num_timestamps:
+            raise ValueError(
+                f'DSEC-Semantic timestamps and labels disagree: {timestamps_path!r} has '
+                f'{num_timestamps} timestamps but {label_dir!r} holds {num_labels} label PNGs '
+                '(one timestamp per label is expected). Re-unzip the sequence from '
+                'train/test_semantic_segmentation.zip so both come from the same archive.')
 
 
 def load_timestamps(path: str) -> np.ndarray:
@@ -552,22 +623,55 @@ def find_sequences(events_root: str, sequences: Sequence[str] | None = None) -> 
     return found
 
 
+def _labelled_sequences(events_root: str, semantic_root: str, names: Sequence[str]
+                        ) -> tuple[list[str], dict[str, str]]:
+    """The sequences of ``names`` with semantic timestamps, and their timestamps files.
+
+    DSEC-Semantic labels only some recordings (8 of DSEC's 41 train sequences), so the
+    others are skipped and logged; none at all is an error.
+    """
+    stamp_paths, unlabelled = {}, []
+    for name in names:
+        path = next((p for p in _timestamps_candidates(semantic_root, name) if osp.isfile(p)),
+                    None)
+        if path is None:
+            unlabelled.append(name)
+        else:
+            stamp_paths[name] = path
+    if not stamp_paths:
+        looked = ', '.join(_timestamps_candidates(semantic_root, names[0]))
+        raise MissingDataError(
+            f'None of the {len(names)} sequences with events under {events_root!r} has '
+            f'semantic timestamps under {semantic_root!r}; for {names[0]!r} looked for '
+            f'{looked}. {_SEMANTIC_HOWTO}')
+    if unlabelled:
+        print_log(f'DSEC events: skipping {len(unlabelled)} of {len(names)} sequences that have '
+                  f'no semantic timestamps under {semantic_root!r} (not labelled in '
+                  f'DSEC-Semantic): {", ".join(unlabelled)}', logger='current')
+    return list(stamp_paths), stamp_paths
+
+
 def convert_dsec_events(events_root: str, out_root: str, semantic_root: str | None = None,
                         sequences: Sequence[str] | None = None,
                         representation: Representation = 'edge', backend: Backend = 'numpy',
                         progress_factory: Callable[[int], Callable[[], None]] | None = None,
                         pipelined: bool = True) -> EventConversionSummary:
-    """Convert every (or the selected) DSEC sequence to ``<out_root>/<seq>/<i:06d>.png``.
+    """Convert every labelled (or the selected) DSEC sequence to ``<out_root>/<seq>/<i:06d>.png``.
 
     All inputs are checked before any conversion starts, so a missing file fails
-    fast with one error naming it.
+    fast with one error naming it. Where a sequence's label folder is unpacked beside
+    its timestamps (:func:`find_semantic_label_dirs`), the number of label PNGs must
+    equal the number of timestamps.
 
     Args:
         events_root (str): Folder of ``<seq>/events/left/{events,rectify_map}.h5``.
         out_root (str): Output folder (e.g. ``data/DSEC/69mask_test_edges``).
         semantic_root (str | None): Folder of ``<seq>/<seq>_semantic_timestamps.txt``.
             Defaults to ``events_root``.
-        sequences (Sequence[str] | None): Sequence filter. Defaults to all.
+        sequences (Sequence[str] | None): Sequences to convert; each must have events
+            and semantic timestamps. Defaults to every sequence with events that has
+            semantic timestamps (the others are unlabelled in DSEC-Semantic: they are
+            skipped and logged; an error only if none has timestamps).
         representation (Representation): 'edge', 'histogram' or 'voxel'.
             Defaults to 'edge'.
         backend (Backend): 'numpy' or 'tonic'. Defaults to 'numpy'.
@@ -582,13 +686,19 @@ def convert_dsec_events(events_root: str, out_root: str, semantic_root: str | No
     """
     semantic_root = semantic_root or events_root
     names = find_sequences(events_root, sequences)
+    if sequences:  # asked for by name: a missing timestamps file is an error
+        stamp_paths = {name: find_semantic_timestamps(semantic_root, name) for name in names}
+    else:
+        names, stamp_paths = _labelled_sequences(events_root, semantic_root, names)
     jobs = []
     for name in names:
         seq_dir = osp.join(events_root, name)
         rectify_path = osp.join(seq_dir, RECTIFY_FILE)
         if not osp.isfile(rectify_path):
             raise MissingDataError(f'DSEC rectify map not found: {rectify_path!r}. {_DSEC_HOWTO}')
-        timestamps = load_timestamps(find_semantic_timestamps(semantic_root, name))
+        timestamps = load_timestamps(stamp_paths[name])
+        check_label_count(stamp_paths[name], len(timestamps),
+                          find_semantic_label_dirs(semantic_root, name))
         jobs.append((name, osp.join(seq_dir, EVENTS_FILE), rectify_path, timestamps))
     total = sum(max(len(ts) - 1, 0) for *_, ts in jobs)
     progress = progress_factory(total) if progress_factory is not None else None

@@ -32,7 +32,8 @@ _HOW = ('Download FMB (https://github.com/JinyuanLiu-CV/SegMiF) and unpack it so
 
 
 def _pngs(directory: str) -> list[str]:
-    return sorted(n for n in os.listdir(directory) if n.endswith('.png'))
+    # Hidden names are a killed converter's temporaries or macOS's '._' unzip leftovers.
+    return sorted(n for n in os.listdir(directory) if n.endswith('.png') and n[0] != '.')
 
 
 def _decode_label(path: str):

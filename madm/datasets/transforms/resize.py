@@ -35,18 +35,28 @@ class ReferenceEvalResize(BaseTransform):
 
     Args:
         scale (tuple[int, int]): Output ``(W, H)``. Defaults to (512, 512).
+        backend (str): ``'pillow'`` resizes as the reference does (PIL, whose
+            bilinear filter widens when it shrinks; its nearest picks the pixel
+            under each output pixel's centre) or ``'cv2'`` (OpenCV, mmcv's default).
+            The two differ on thin structures such as event edges. Defaults to
+            ``'pillow'``.
     """
 
-    def __init__(self, scale: tuple[int, int] = (512, 512)) -> None:
+    def __init__(self, scale: tuple[int, int] = (512, 512), backend: str = 'pillow') -> None:
+        if backend not in ('pillow', 'cv2'):
+            raise ValueError(f"backend must be 'pillow' or 'cv2', got {backend!r}")
         self.scale = tuple(scale)
+        self.backend = backend
 
     def transform(self, results: dict) -> dict:
         img = results['img']
         h, w = img.shape[:2]
-        results['img'] = mmcv.imresize(img, self.scale, interpolation='bilinear')
+        results['img'] = mmcv.imresize(img, self.scale, interpolation='bilinear',
+                                       backend=self.backend)
         for key in results.get('seg_fields', ['gt_seg_map']):
             if results.get(key) is not None:
-                results[key] = mmcv.imresize(results[key], self.scale, interpolation='nearest')
+                results[key] = mmcv.imresize(results[key], self.scale, interpolation='nearest',
+                                             backend=self.backend)
         new_hw = results['img'].shape[:2]
         results['img_shape'] = new_hw
         results['ori_shape'] = new_hw
@@ -55,5 +65,5 @@ class ReferenceEvalResize(BaseTransform):
         return results
 
     def __repr__(self) -> str:
-        return f'{self.__class__.__name__}(scale={self.scale})'
+        return f'{self.__class__.__name__}(scale={self.scale}, backend={self.backend!r})'
 

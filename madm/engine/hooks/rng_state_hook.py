@@ -2,6 +2,7 @@ import random
 
 import numpy as np
 import torch
+from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
@@ -22,6 +23,16 @@ class RNGStateHook(Hook):
     dataloader workers are re-seeded by mmengine per worker, so they replay the
     same way; with ``num_workers=0`` the replayed data of the first resumed
     iteration may differ.
+
+    Only a resume restores them: a run that starts from a checkpoint's weights
+    (``load_from`` without ``resume``) keeps the streams of its own
+    ``randomness.seed``, its model's generator included (the hook replaces the
+    ``_extra_state`` entries, where a UDA segmentor keeps its generator's state,
+    with the model's own before mmengine loads the checkpoint into it).
+    mmengine saves checkpoints on rank 0 only, so only rank 0
+    gets its states back; the other ranks keep the streams mmengine seeded them
+    with on resume (distinct per rank with ``diff_rank_seed``), rather than all
+    replaying rank 0's.
     """
 
     priority = 'LOW'
@@ -41,7 +52,28 @@ class RNGStateHook(Hook):
         }
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        self._pending = checkpoint.get('rng_state')
+        # Runner.load_checkpoint calls this hook for load_from as well as for a resume,
+        # before it loads the weights into the model.
+        if not getattr(runner, '_resume', False):
+            self._keep_models_extra_state(getattr(runner, 'model', None), checkpoint)
+            return
+        if get_rank() == 0:
+            self._pending = checkpoint.get('rng_state')
+
+    @staticmethod
+    def _keep_models_extra_state(model, checkpoint: dict) -> None:
+        """Put the model's own ``_extra_state`` entries into ``checkpoint``'s state dict.
+
+        Replaced rather than deleted, so that mmengine does not report them as missing.
+        """
+        state_dict = checkpoint.get('state_dict', {})
+        model = getattr(model, 'module', model)  # unwrap DDP
+        own = model.state_dict() if model is not None else {}
+        for key in [k for k in state_dict if k.endswith('_extra_state')]:
+            if key in own:
+                state_dict[key] = own[key]
+            else:
+                del state_dict[key]
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         if self._pending is None:

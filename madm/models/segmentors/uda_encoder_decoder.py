@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.dist import get_rank
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
@@ -17,7 +18,7 @@ from torch import Tensor
 
 from madm.models.uda import (class_mix_masks, confident_share, ema_update_, mix,
                              pseudo_label_and_weight, strong_augment, teacher_alpha)
-from madm.utils.runtime import get_current_iter
+from madm.utils.runtime import adaptation_seed, get_current_iter
 
 
 @MODELS.register_module()
@@ -68,9 +69,13 @@ class UDAEncoderDecoder(EncoderDecoder):
             Defaults to ``dict(scope='batch', include_ignore=True, on_device=False)``.
         strong_aug (dict): Keyword arguments of :func:`madm.models.uda.strong_augment`
             (colour jitter and blur of the mixed image, method.md §7).
-        seed (int): Seed of the generator behind every random draw of the
-            adaptation (class choice, augmentation, DPLG). Its state is part of the
-            state dict, so resuming continues the same stream. Defaults to 0.
+        seed (int | None): Seed of the generator behind every random draw of the
+            adaptation (class choice, augmentation, DPLG). None derives it from the
+            run's seed and the process rank (:func:`adaptation_seed`), so that each
+            ``randomness.seed`` and each process draws its own stream. Its state is
+            part of the state dict, so resuming continues the same stream (in several
+            processes, rank 0's; the others continue distinct ones, see
+            :meth:`set_extra_state`). Defaults to None.
     """
 
     def __init__(self,
@@ -88,7 +93,7 @@ class UDAEncoderDecoder(EncoderDecoder):
                  pseudo_class_keep_share: float = 0.5,
                  class_mix: dict | None = None,
                  strong_aug: dict | None = None,
-                 seed: int = 0,
+                 seed: int | None = None,
                  init_cfg: OptMultiConfig = None):
         super().__init__(
             backbone=backbone, decode_head=decode_head, neck=neck,
@@ -107,7 +112,8 @@ class UDAEncoderDecoder(EncoderDecoder):
         self.class_mix_cfg = {'scope': 'batch', 'include_ignore': True, 'on_device': False,
                               **(class_mix or {})}
         self.strong_aug_cfg = dict(strong_aug or {})
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(
+            adaptation_seed() if seed is None else seed)
         self.teacher = self.build_teacher()
         self.teacher.requires_grad_(False)
         self.teacher.train(teacher_mode == 'train')
@@ -288,4 +294,10 @@ class UDAEncoderDecoder(EncoderDecoder):
 
     def set_extra_state(self, state: Tensor) -> None:
         self.generator.set_state(state)
+        rank = get_rank()
+        if rank:
+            # Checkpoints hold rank 0's state only (mmengine saves on rank 0): other ranks
+            # branch off it, so that they do not replay rank 0's draws after a resume.
+            branch = int(torch.randint(2**62, (), generator=self.generator))
+            self.generator.manual_seed(branch + rank)
 

@@ -158,6 +158,37 @@ def test_generator_state_is_part_of_the_state_dict():
                        torch.randint(0, 10**6, (4,), generator=model.generator))
 
 
+def test_generator_follows_the_run_seed_and_the_rank(monkeypatch):
+    import madm.utils.runtime as runtime
+    # Built by a runner, the model sees torch seeded from randomness.seed.
+    assert build().generator.initial_seed() == 0
+    init_default_scope('mmseg')
+    torch.manual_seed(7)
+    assert MODELS.build(ConfigDict(madm_cfg())).generator.initial_seed() == 7
+    monkeypatch.setattr(runtime, 'get_rank', lambda: 1)
+    torch.manual_seed(7)
+    assert MODELS.build(ConfigDict(madm_cfg())).generator.initial_seed() == 8
+    # An explicit seed wins.
+    assert MODELS.build(ConfigDict(madm_cfg(seed=3))).generator.initial_seed() == 3
+
+
+def test_resumed_ranks_branch_off_rank_zeros_stream(monkeypatch):
+    import madm.models.segmentors.uda_encoder_decoder as module
+    state = build().state_dict()
+
+    def draws_after_loading(rank):
+        monkeypatch.setattr(module, 'get_rank', lambda: rank)
+        model = build(seed=99)
+        model.load_state_dict(state)
+        return torch.randint(0, 10**9, (4,), generator=model.generator)
+
+    rank0, rank1, rank2 = draws_after_loading(0), draws_after_loading(1), draws_after_loading(2)
+    # Rank 0 continues the saved stream exactly, the others each a stream of their own.
+    assert torch.equal(rank0, torch.randint(0, 10**9, (4,), generator=build().generator))
+    assert not torch.equal(rank0, rank1) and not torch.equal(rank1, rank2)
+    assert torch.equal(rank1, draws_after_loading(1))
+
+
 def test_rejects_inputs_outside_unit_range():
     with pytest.raises(ValueError, match='mean=\\[0, 0, 0\\]'):
         build(data_preprocessor=dict(type='UDASegDataPreProcessor', mean=[123.7, 116.3, 103.5],
