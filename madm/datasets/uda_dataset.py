@@ -88,8 +88,11 @@ class UDADataset:
     pixels of ``c`` (strictly more, as the reference; the last try is kept).
     The draws come from a numpy ``Generator`` owned by each process and data
     loader worker, seeded from ``(torch.initial_seed(), rank, worker id)``:
-    mmengine's ``randomness.seed`` makes it reproducible, each worker gets its
-    own stream, and a re-created worker (next epoch) a fresh one. The source
+    mmengine's ``randomness.seed`` makes it reproducible and each worker gets its
+    own stream. With that seed set, mmengine seeds a worker the same way each time
+    it is created, so a worker re-created for a new epoch (a ``DefaultSampler``
+    without persistent workers) repeats its draws; the configs use an infinite
+    sampler with persistent workers, which create each worker once. The source
     pipeline's own augmentations (crop, flip) keep using mmseg's RNGs.
 
     The statistics count Cityscapes trainIds, while the packed ``gt_sem_seg``
@@ -205,7 +208,9 @@ class UDADataset:
     def _generator(self) -> np.random.Generator:
         """This process/worker's source generator, (re)created when torch is re-seeded."""
         info = get_worker_info()
-        # In a worker, torch.initial_seed() is the loader's per-worker, per-iterator seed.
+        # In a worker, torch.initial_seed() is mmengine's worker seed (seed + num_workers *
+        # rank + worker id, the same for every iterator) when randomness.seed is set, else
+        # torch's per-worker, per-iterator seed.
         owner = (torch.initial_seed(), get_rank(), info.id + 1 if info is not None else 0)
         if self._rng is None or self._rng_owner != owner:
             self._rng = np.random.default_rng(list(owner))

@@ -91,6 +91,11 @@ def test_load_from_keeps_the_models_own_generator(wrapped):
     assert torch.equal(model.head.weight, saved.head.weight)
     assert model.generator.initial_seed() == 2
     assert torch.equal(model.generator.get_state(), torch.Generator().manual_seed(2).get_state())
+    # A bare state dict, and keys that mmengine will strip 'module.' from, are handled too.
+    bare = dict(saved.state_dict())
+    bare['module._extra_state'] = bare.pop('_extra_state')
+    RNGStateHook().after_load_checkpoint(runner, bare)
+    assert torch.equal(bare['module._extra_state'], model.generator.get_state())
     # On a resume the saved state stays.
     resumed = {'state_dict': saved.state_dict()}
     RNGStateHook().after_load_checkpoint(_runner(resume=True), resumed)

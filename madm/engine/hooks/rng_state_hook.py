@@ -1,4 +1,5 @@
 import random
+import re
 
 import numpy as np
 import torch
@@ -66,12 +67,16 @@ class RNGStateHook(Hook):
 
         Replaced rather than deleted, so that mmengine does not report them as missing.
         """
-        state_dict = checkpoint.get('state_dict', {})
-        model = getattr(model, 'module', model)  # unwrap DDP
+        # mmengine loads a checkpoint without 'state_dict' as the state dict itself.
+        state_dict = checkpoint.get('state_dict', checkpoint)
+        while hasattr(model, 'module'):  # DDP, and a test-time-augmentation wrapper
+            model = model.module
         own = model.state_dict() if model is not None else {}
         for key in [k for k in state_dict if k.endswith('_extra_state')]:
-            if key in own:
-                state_dict[key] = own[key]
+            # mmengine strips a leading 'module.' (its default revise_keys) after this hook.
+            bare = re.sub(r'^(module\.)+', '', key)
+            if bare in own:
+                state_dict[key] = own[bare]
             else:
                 del state_dict[key]
 
