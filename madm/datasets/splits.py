@@ -14,13 +14,12 @@ Entries are ``(image path, label path or None)`` relative to the dataset root, i
 the reference's order: its lists are sorted as Windows paths, where the separator
 ``\\`` sorts after digits (hence ``MAP_1_point122/`` before ``MAP_1_point12/``).
 """
-import os
 import os.path as osp
 import re
 from collections.abc import Sequence
 from typing import Literal
 
-from madm.utils.paths import MissingDataError, require_dir
+from madm.utils.paths import MissingDataError, list_dirs, list_files, require_dir
 
 SplitEntry = tuple[str, str | None]
 
@@ -47,24 +46,6 @@ _DSEC_HOW = ("Download MADM's event frames (69mask_{train,test}_edges, linked fr
 def reference_sort_key(rel_path: str) -> str:
     """Sort key reproducing the order of MADM's json lists (Windows path order)."""
     return rel_path.replace('/', '\\')
-
-
-def _list_files(directory: str, suffix: str) -> list[str]:
-    """Names of the files in ``directory`` ending with ``suffix`` (not recursive).
-
-    Hidden names are skipped: a converter killed mid-write leaves ``.tmp-XXXX.png``
-    files (:mod:`madm.utils.atomic_io`), and macOS archives leave ``._name.png``
-    resource forks; neither is a sample.
-    """
-    with os.scandir(directory) as it:
-        return [e.name for e in it
-                if not e.name.startswith('.') and e.is_file() and e.name.endswith(suffix)]
-
-
-def _list_dirs(directory: str) -> list[str]:
-    """Sorted names of the non-hidden sub-folders of ``directory``."""
-    with os.scandir(directory) as it:
-        return sorted(e.name for e in it if not e.name.startswith('.') and e.is_dir())
 
 
 def _require_labels(root: str, entries: list[SplitEntry], what: str, how: str) -> None:
@@ -98,8 +79,8 @@ def cityscapes_split(root: str, split: Literal['train', 'val', 'test'] = 'train'
     img_root = osp.join(require_dir(root, 'Cityscapes root', _CITYSCAPES_HOW), 'leftImg8bit', split)
     require_dir(img_root, f'Cityscapes {split} images', _CITYSCAPES_HOW)
     entries = []
-    for city in _list_dirs(img_root):
-        for name in _list_files(osp.join(img_root, city), '_leftImg8bit.png'):
+    for city in list_dirs(img_root):
+        for name in list_files(osp.join(img_root, city), '_leftImg8bit.png'):
             stem = name[:-len('_leftImg8bit.png')]
             label = (f'gtFine/{split}/{city}/{stem}_gtFine_labelTrainIds.png'
                      if with_labels else None)
@@ -140,8 +121,8 @@ def deliver_split(root: str, split: Literal['train', 'val', 'test'] = 'test',
     for cond in conditions:
         split_dir = osp.join(root, modality_dir, cond, split)
         require_dir(split_dir, f'DELIVER {modality_dir}/{cond}/{split}', _DELIVER_HOW)
-        for scene in _list_dirs(split_dir):
-            for name in _list_files(osp.join(split_dir, scene), '_depth_front.png'):
+        for scene in list_dirs(split_dir):
+            for name in list_files(osp.join(split_dir, scene), '_depth_front.png'):
                 rel = f'{cond}/{split}/{scene}/{name}'
                 label = (f'{label_dir}/{rel[:-len("_depth_front.png")]}_semantic_front.png'
                          if label_dir is not None else None)
@@ -178,7 +159,7 @@ def fmb_split(root: str, split: Literal['train', 'test'] = 'test', img_dir: str 
     list_file = osp.join(root, f'{split}.txt')
     if osp.isdir(nested):
         prefix = f'{split}/'
-        names = _list_files(nested, '.png')
+        names = list_files(nested, '.png')
     elif osp.isdir(flat) and osp.isfile(list_file):
         prefix = ''
         with open(list_file, encoding='utf-8') as f:
@@ -249,11 +230,11 @@ def dsec_split(root: str, split: Literal['train', 'test'] = 'test', frames_dir: 
     frames_dir = frames_dir or f'69mask_{split}_edges'
     frame_root = osp.join(root, frames_dir)
     require_dir(frame_root, f'DSEC {split} frames', _DSEC_HOW)
-    seqs = list(sequences) if sequences is not None else _list_dirs(frame_root)
+    seqs = list(sequences) if sequences is not None else list_dirs(frame_root)
     entries = []
     for seq in seqs:
         require_dir(osp.join(frame_root, seq), f'DSEC sequence {seq}', _DSEC_HOW)
-        for name in _list_files(osp.join(frame_root, seq), '.png'):
+        for name in list_files(osp.join(frame_root, seq), '.png'):
             m = _DSEC_FRAME.match(name)
             if m is None or not dsec_keeps_frame(split, int(m.group(1))):
                 continue

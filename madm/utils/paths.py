@@ -1,4 +1,5 @@
 """Checks that turn a missing dataset or weight folder into one clear error."""
+import os
 import os.path as osp
 from collections.abc import Iterable
 
@@ -32,3 +33,25 @@ def require_files(root: str, rel_paths: Iterable[str], what: str, how_to_get: st
     if missing:
         raise MissingDataError(f'{what} at {root!r} is incomplete; missing: '
                                f'{", ".join(missing)}. {how_to_get}')
+
+
+def is_hidden(name: str) -> bool:
+    """Whether a file or folder name is hidden, hence never a dataset sample.
+
+    A converter killed mid-write leaves ``.tmp-*`` files (:mod:`madm.utils.atomic_io`),
+    and macOS archives leave ``._name`` resource forks.
+    """
+    return name.startswith('.')
+
+
+def list_files(directory: str, suffix: str = '') -> list[str]:
+    """Sorted names of the non-hidden files in ``directory`` ending with ``suffix``."""
+    with os.scandir(directory) as it:
+        return sorted(e.name for e in it
+                      if not is_hidden(e.name) and e.name.endswith(suffix) and e.is_file())
+
+
+def list_dirs(directory: str) -> list[str]:
+    """Sorted names of the non-hidden sub-folders of ``directory``."""
+    with os.scandir(directory) as it:
+        return sorted(e.name for e in it if not is_hidden(e.name) and e.is_dir())

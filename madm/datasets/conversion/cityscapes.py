@@ -37,7 +37,7 @@ from mmengine.logging import print_log
 from mmengine.utils import ProgressBar
 
 from madm.utils.atomic_io import atomic_write_image, atomic_write_json
-from madm.utils.paths import MissingDataError, require_dir
+from madm.utils.paths import MissingDataError, is_hidden, require_dir
 
 from ..class_maps import build_label_lut, out_of_domain_values
 from ..transforms.image_io import read_label_map
@@ -55,9 +55,9 @@ def _walk(directory: str, suffix: str) -> list[str]:
     """Sorted paths below ``directory`` (recursive) whose name ends with ``suffix``."""
     found = []
     for dirpath, dirnames, names in os.walk(directory):
-        # Hidden names: a killed converter's temporaries, macOS's '._' unzip leftovers.
-        dirnames[:] = [d for d in dirnames if d[0] != '.']
-        found.extend(osp.join(dirpath, n) for n in names if n.endswith(suffix) and n[0] != '.')
+        dirnames[:] = [d for d in dirnames if not is_hidden(d)]
+        found.extend(osp.join(dirpath, n) for n in names
+                     if n.endswith(suffix) and not is_hidden(n))
     return sorted(found)
 
 

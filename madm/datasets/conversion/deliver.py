@@ -14,13 +14,12 @@ Output (below ``out_root``, default ``root``; same sub-paths and file names)::
 Read them with ``DELIVERDepthDataset(label_dir='semantic_11',
 label_mapping='identity_11', modality_dir='depth_<enc>')``.
 """
-import os
 import os.path as osp
 from collections.abc import Sequence
 from typing import Literal
 
 from madm.utils.atomic_io import atomic_write_image
-from madm.utils.paths import MissingDataError, require_dir
+from madm.utils.paths import MissingDataError, list_dirs, list_files, require_dir
 
 from ..class_maps import build_label_lut, out_of_domain_values
 from ..splits import DELIVER_CONDITIONS
@@ -42,12 +41,9 @@ def _files(root: str, kind: str, suffix: str, conditions: Sequence[str],
             split_dir = osp.join(root, kind, cond, split)
             if not osp.isdir(split_dir):
                 continue
-            for scene in sorted(os.listdir(split_dir)):
-                scene_dir = osp.join(split_dir, scene)
-                # Hidden names: a killed converter's temporaries, macOS's '._' leftovers.
-                if osp.isdir(scene_dir) and scene[0] != '.':
-                    rels.extend(f'{cond}/{split}/{scene}/{n}' for n in sorted(os.listdir(scene_dir))
-                                if n.endswith(suffix) and n[0] != '.')
+            for scene in list_dirs(split_dir):
+                rels.extend(f'{cond}/{split}/{scene}/{n}'
+                            for n in list_files(osp.join(split_dir, scene), suffix))
     return rels
 
 

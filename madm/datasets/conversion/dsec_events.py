@@ -49,7 +49,7 @@ import numpy as np
 from mmengine.logging import print_log
 
 from madm.utils.atomic_io import atomic_write_image
-from madm.utils.paths import MissingDataError, require_dir
+from madm.utils.paths import MissingDataError, list_files, require_dir
 from .event_prefetch import read_windows
 from .event_representations import (Representation, edge_image, histogram_image,
                                     make_rectify_splat, sensor_latest_time, sensor_pixels,
@@ -325,13 +325,6 @@ def find_semantic_label_dirs(semantic_root: str, sequence: str) -> list[str]:
     return found
 
 
-def _count_pngs(directory: str) -> int:
-    """PNG files in ``directory``, hidden ones (``.tmp-*``, macOS ``._*``) left out."""
-    with os.scandir(directory) as it:
-        return sum(1 for e in it
-                   if not e.name.startswith('.') and e.name.endswith('.png') and e.is_file())
-
-
 def check_label_count(timestamps_path: str, num_timestamps: int,
                       label_dirs: Sequence[str]) -> None:
     """Check one timestamp per label PNG, as ESS asserts (data-formats.md §1.3).
@@ -349,7 +342,7 @@ def check_label_count(timestamps_path: str, num_timestamps: int,
             both paths.
     """
     for label_dir in label_dirs:
-        num_labels = _count_pngs(label_dir)
+        num_labels = len(list_files(label_dir, '.png'))
         if num_labels != num_timestamps:
             raise ValueError(
                 f'DSEC-Semantic timestamps and labels disagree: {timestamps_path!r} has '

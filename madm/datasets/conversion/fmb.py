@@ -13,13 +13,12 @@ Output (below ``out_root``, default ``root``)::
 Read them with ``FMBInfraredDataset(label_dir='Label9', label_mapping='identity_9',
 img_dir='Infrared_<enc>')``.
 """
-import os
 import os.path as osp
 from collections.abc import Sequence
 from typing import Literal
 
 from madm.utils.atomic_io import atomic_write_image
-from madm.utils.paths import MissingDataError, require_dir
+from madm.utils.paths import MissingDataError, list_files, require_dir
 
 from ..class_maps import build_label_lut, out_of_domain_values
 from ..transforms.image_io import encode_modality, read_image_array, read_label_map
@@ -29,11 +28,6 @@ InfraredEncoding = Literal['replicate', 'clahe']
 FMB_SPLITS = ('train', 'test')
 _HOW = ('Download FMB (https://github.com/JinyuanLiu-CV/SegMiF) and unpack it so that '
         '<root>/<split>/Infrared/ and <root>/<split>/Label/ exist.')
-
-
-def _pngs(directory: str) -> list[str]:
-    # Hidden names are a killed converter's temporaries or macOS's '._' unzip leftovers.
-    return sorted(n for n in os.listdir(directory) if n.endswith('.png') and n[0] != '.')
 
 
 def _decode_label(path: str):
@@ -77,14 +71,14 @@ def convert_fmb(root: str, out_root: str | None = None, splits: Sequence[str] = 
             label_dir = require_dir(osp.join(root, split, 'Label'), f'FMB {split}/Label', _HOW)
             label_jobs += [ConversionJob(osp.join(label_dir, n),
                                          {osp.join(out_root, split, 'Label9', n): lambda a: lut[a]})
-                           for n in _pngs(label_dir)]
+                           for n in list_files(label_dir, '.png')]
         if encodings:
             ir_dir = require_dir(osp.join(root, split, 'Infrared'), f'FMB {split}/Infrared', _HOW)
             image_jobs += [ConversionJob(
                 osp.join(ir_dir, n),
                 {osp.join(out_root, split, f'Infrared_{enc}', n):
                  (lambda a, enc=enc, n=n: encode_modality(a, enc, clahe_clip_limit, path=n))
-                 for enc in encodings}) for n in _pngs(ir_dir)]
+                 for enc in encodings}) for n in list_files(ir_dir, '.png')]
     if (labels and not label_jobs) or (encodings and not image_jobs):
         raise MissingDataError(f'No FMB PNGs found below {root!r} for splits {list(splits)}. '
                                + _HOW)
